@@ -1,0 +1,30 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { describe, expect, it } from 'vitest';
+import { activateBackend, describeEachBackend, inBrowser, testBackends } from './backends.js';
+
+describe('testBackends', () => {
+  it('lists cpu and wasm in Node, webgl, webgpu and wasm in a browser', () => {
+    const expected = inBrowser() ? ['webgl', 'webgpu', 'wasm'] : ['cpu', 'wasm'];
+    // DYNN_TEST_BACKENDS may narrow the Node list, never widen it.
+    for (const backend of testBackends()) expect(expected).toContain(backend);
+    if (!inBrowser() && !process.env.DYNN_TEST_BACKENDS) expect(testBackends()).toEqual(expected);
+  });
+});
+
+describeEachBackend('backend initialisation', (backend) => {
+  it('really runs on the requested backend', async () => {
+    expect(tf.getBackend()).toBe(backend);
+    const sum = tf.add(tf.scalar(2), tf.scalar(3));
+    expect(await sum.data()).toEqual(new Float32Array([5]));
+    sum.dispose();
+  });
+});
+
+it('switches between backends on request', async () => {
+  const [first, second] = testBackends();
+  if (first === undefined || second === undefined) return;
+  await activateBackend(first);
+  expect(tf.getBackend()).toBe(first);
+  await activateBackend(second);
+  expect(tf.getBackend()).toBe(second);
+});

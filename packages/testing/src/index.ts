@@ -1,0 +1,6 @@
+export { activateBackend, describeEachBackend, inBrowser, isGpuBackend, testBackends } from './backends.js';
+export type { CloseOptions } from './closeness.js';
+export { expectClose, toleranceFor } from './closeness.js';
+export { expectNoLeaks, guardLeaks } from './leak-guard.js';
+export type { SeededOptions } from './random-tensors.js';
+export { seededInts, seededNormal, seededUniform } from './random-tensors.js';

@@ -1,0 +1,79 @@
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { playwright } from '@vitest/browser-playwright';
+import { defineConfig, type TestProjectInlineConfiguration } from 'vitest/config';
+
+// Workspace packages resolve to their sources, so tests need no build of their dependencies.
+const source = (path: string) => fileURLToPath(new URL(path, import.meta.url));
+const alias = {
+  '@dynn/core': source('./packages/core/src/index.ts'),
+  '@dynn/testing': source('./packages/testing/src/index.ts'),
+  '@dynn/datasets': source('./packages/datasets/src/index.ts'),
+};
+
+const chromiumPath = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+const hasChromium = existsSync(chromiumPath);
+if (!hasChromium) {
+  if (process.env.CI) {
+    throw new Error(`CI must run the browser tests, but Chromium is missing at ${chromiumPath}.`);
+  }
+  console.warn(
+    `[dynn] browser tests skipped: no Chromium at ${chromiumPath}. ` +
+      'Enable them with `sudo apt-get install chromium` (or set CHROMIUM_PATH).',
+  );
+}
+
+// `*.test.ts` runs in Node and in Chromium; `*.node.test.ts` only in Node; `*.browser.test.ts`
+// only in Chromium.
+const testFiles = ['packages/*/src/**/*.test.ts', 'apps/*/src/**/*.test.ts'];
+
+const nodeProject: TestProjectInlineConfiguration = {
+  extends: true,
+  test: {
+    name: 'node',
+    environment: 'node',
+    include: testFiles,
+    exclude: ['**/*.browser.test.ts', '**/node_modules/**'],
+    testTimeout: 60_000,
+    hookTimeout: 60_000,
+  },
+};
+
+const browserProject: TestProjectInlineConfiguration = {
+  extends: true,
+  test: {
+    name: 'browser',
+    include: testFiles,
+    exclude: ['**/*.node.test.ts', '**/node_modules/**'],
+    testTimeout: 120_000,
+    hookTimeout: 120_000,
+    browser: {
+      enabled: true,
+      headless: true,
+      screenshotFailures: false,
+      provider: playwright({
+        launchOptions: {
+          executablePath: chromiumPath,
+          args: [
+            '--no-sandbox',
+            '--disable-background-networking',
+            '--disable-component-update',
+            '--disable-sync',
+            '--no-first-run',
+            '--disable-quic',
+            '--enable-unsafe-webgpu',
+          ],
+        },
+      }),
+      instances: [{ browser: 'chromium' }],
+    },
+  },
+};
+
+export default defineConfig({
+  resolve: { alias },
+  test: {
+    setupFiles: [source('./vitest.setup.ts')],
+    projects: hasChromium ? [nodeProject, browserProject] : [nodeProject],
+  },
+});
