@@ -2,5 +2,7 @@ export { activateBackend, describeEachBackend, inBrowser, isGpuBackend, testBack
 export type { CloseOptions } from './closeness.js';
 export { expectClose, toleranceFor } from './closeness.js';
 export { expectNoLeaks, guardLeaks } from './leak-guard.js';
+export type { GradientCheckOptions, OpCase } from './op-harness.js';
+export { checkOpGradients, inputInfos, opParams, runOp } from './op-harness.js';
 export type { SeededOptions } from './random-tensors.js';
 export { seededInts, seededNormal, seededUniform } from './random-tensors.js';

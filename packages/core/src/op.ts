@@ -1,0 +1,249 @@
+import type * as tf from '@tensorflow/tfjs-core';
+import { DynnError } from './errors.js';
+import type { Attrs, AttrValue, Dim, DType, GraphNode, Initializer, ValueInfo } from './ir.js';
+import type { Rng } from './random.js';
+
+/** The kind of an attribute, checked when a graph is validated. */
+export type AttrKind =
+  | 'int'
+  | 'float'
+  | 'bool'
+  | 'string'
+  | 'ints'
+  | 'floats'
+  | 'strings'
+  | 'enum'
+  | 'graph'
+  | 'json';
+
+/** Schema of one attribute. An attribute without `default` is required. */
+export interface AttrSpec {
+  kind: AttrKind;
+  /** Allowed values of an `enum`. */
+  values?: readonly string[];
+  /** Value used when the node omits the attribute. `undefined` makes it required. */
+  default?: AttrValue;
+  /** Inclusive bounds for numbers (and for each element of `ints` / `floats`). */
+  min?: number;
+  max?: number;
+  /** One line on what the attribute means (shown by `dynn inspect` and the docs). */
+  doc?: string;
+}
+
+/** Attribute schema of an op, by attribute name. */
+export type AttrSchema = Record<string, AttrSpec>;
+
+/** A parameter or state tensor an op asks for, named locally (`kernel`, `bias`, `movingMean`). */
+export interface ParamSpec {
+  name: string;
+  shape: number[];
+  dtype?: DType;
+  init: Initializer;
+}
+
+/** Shape and dtype of one output, as computed by an op's `inferShape`. */
+export interface OutputInfo {
+  shape: Dim[];
+  dtype: DType;
+}
+
+/** The rows of the original batch a value holds: original row indices, ascending. */
+export interface RowSet {
+  /** Size of the batch given to `run`. */
+  readonly batchSize: number;
+  /** Original indices of the rows still being computed. */
+  readonly indices: Int32Array;
+}
+
+/**
+ * Rows an op retires: they leave the computation here. `rows` are local indices (0-based
+ * positions in the op's current inputs); `outputs` give, for graph outputs named by key, the
+ * final values of those rows (first dimension = `rows.length`).
+ */
+export interface Retirement {
+  rows: Int32Array;
+  outputs: Record<string, tf.Tensor>;
+}
+
+/** What an op's forward may return beyond plain outputs. */
+export interface OpResult {
+  outputs: tf.Tensor[];
+  /** Rows that stop here; every later node computes only on the others. Inference only. */
+  retire?: Retirement;
+}
+
+/** Run options: deployment choices read by ops (thresholds, widths...), keyed by plugin. */
+export type RunOptions = Readonly<Record<string, unknown>>;
+
+/** What an op's forward sees besides its input tensors. */
+export interface OpContext<A extends Attrs = Attrs> {
+  /** The node being run. */
+  readonly node: GraphNode;
+  /** Attributes with defaults filled in. */
+  readonly attrs: A;
+  /** The node's parameters by local name. */
+  readonly params: Readonly<Record<string, tf.Tensor>>;
+  /** The node's state tensors by local name. */
+  readonly state: Readonly<Record<string, tf.Tensor>>;
+  /** True inside `fit` / a training step: dropout is active, state updates are collected. */
+  readonly training: boolean;
+  /** Run options given to this call. */
+  readonly options: RunOptions;
+  /** Rows of the original batch this call computes. */
+  readonly rows: RowSet;
+  /** A generator seeded from the run's seed and the node name: reproducible randomness. */
+  rng(): Rng;
+  /** Adds an auxiliary loss (a scalar) to the training objective. */
+  addLoss(loss: tf.Scalar, name?: string): void;
+  /** Sets a state tensor (by local name) to a new value once the run ends. Takes ownership. */
+  updateState(name: string, value: tf.Tensor): void;
+  /** Records a statistic in the compute report under this node (counts, histograms...). */
+  record(key: string, value: unknown): void;
+}
+
+/** The definition of an op: plain data and pure functions, no side effects. */
+export interface OpDef<A extends Attrs = Attrs> {
+  /** `domain.Name`, e.g. `core.Dense`. */
+  type: string;
+  /** Op-set version of the domain in which this op last changed. */
+  version: number;
+  /** One sentence on what the op computes. */
+  description: string;
+  attrs: AttrSchema;
+  /** How many inputs the op takes (`max` omitted: exactly `min`; `Infinity`: variadic). */
+  inputs: { min: number; max?: number };
+  /** How many outputs the op produces (default 1). */
+  outputs?: number;
+  /** Trainable parameters, from the attributes and the input shapes. */
+  params?(attrs: A, inputs: readonly ValueInfo[]): ParamSpec[];
+  /** Non-trainable state tensors, from the attributes and the input shapes. */
+  state?(attrs: A, inputs: readonly ValueInfo[]): ParamSpec[];
+  /** Output shapes and dtypes; throws a plain `Error` describing a mismatch (the caller names the node). */
+  inferShape(attrs: A, inputs: readonly ValueInfo[]): OutputInfo[];
+  /**
+   * Computes the outputs with tfjs ops. May be async in inference (to read values back before
+   * deciding, e.g. which rows exit); must be synchronous when `ctx.training` is true, because
+   * gradients are taped synchronously.
+   */
+  forward(ctx: OpContext<A>, inputs: tf.Tensor[]): tf.Tensor[] | OpResult | Promise<tf.Tensor[] | OpResult>;
+  /** Floating-point operations for concrete input/output shapes (a multiply-add counts 2). */
+  flops(attrs: A, inputs: readonly number[][], outputs: readonly number[][]): number;
+}
+
+/**
+ * Declares an op. Returns the definition unchanged (typed), after checking it is well formed.
+ *
+ * @example
+ * ```ts
+ * const square = defineOp({
+ *   type: 'demo.Square', version: 1, description: 'Squares its input.',
+ *   attrs: {}, inputs: { min: 1 },
+ *   inferShape: (_, [x]) => [{ shape: x.shape, dtype: x.dtype }],
+ *   forward: (_, [x]) => [tf.square(x)],
+ *   flops: (_, [x]) => x.reduce((a, b) => a * b, 1),
+ * });
+ * ```
+ */
+export function defineOp<A extends Attrs = Attrs>(def: OpDef<A>): OpDef<A> {
+  if (!/^[a-z][a-z0-9-]*\.[A-Z][A-Za-z0-9]*$/.test(def.type)) {
+    throw new DynnError(
+      'INVALID_ATTR',
+      `Op type '${def.type}' must be 'domain.Name' (lower-case domain, PascalCase name), e.g. 'core.Dense'.`,
+      { op: def.type },
+    );
+  }
+  if (!Number.isInteger(def.version) || def.version < 1) {
+    throw new DynnError('OP_VERSION', `Op '${def.type}' needs an integer version >= 1.`, { op: def.type });
+  }
+  return def;
+}
+
+function checkNumber(value: number, spec: AttrSpec, where: string): string | undefined {
+  if (!Number.isFinite(value)) return `${where} must be a finite number`;
+  if (spec.min !== undefined && value < spec.min)
+    return `${where} is ${value}, below the minimum ${spec.min}`;
+  if (spec.max !== undefined && value > spec.max)
+    return `${where} is ${value}, above the maximum ${spec.max}`;
+  return undefined;
+}
+
+function attrProblem(value: AttrValue, spec: AttrSpec, where: string): string | undefined {
+  switch (spec.kind) {
+    case 'int':
+      if (typeof value !== 'number' || !Number.isInteger(value)) return `${where} must be an integer`;
+      return checkNumber(value, spec, where);
+    case 'float':
+      if (typeof value !== 'number') return `${where} must be a number`;
+      return checkNumber(value, spec, where);
+    case 'bool':
+      return typeof value === 'boolean' ? undefined : `${where} must be true or false`;
+    case 'string':
+      return typeof value === 'string' ? undefined : `${where} must be a string`;
+    case 'enum':
+      return typeof value === 'string' && spec.values?.includes(value)
+        ? undefined
+        : `${where} is ${JSON.stringify(value)}; expected one of ${spec.values?.map((v) => `'${v}'`).join(', ')}`;
+    case 'ints':
+    case 'floats': {
+      if (!Array.isArray(value)) return `${where} must be an array of numbers`;
+      for (const [i, item] of value.entries()) {
+        if (typeof item !== 'number' || (spec.kind === 'ints' && !Number.isInteger(item))) {
+          return `${where}[${i}] must be ${spec.kind === 'ints' ? 'an integer' : 'a number'}`;
+        }
+        const problem = checkNumber(item, spec, `${where}[${i}]`);
+        if (problem) return problem;
+      }
+      return undefined;
+    }
+    case 'strings':
+      return Array.isArray(value) && value.every((item) => typeof item === 'string')
+        ? undefined
+        : `${where} must be an array of strings`;
+    case 'graph':
+      return value !== null && typeof value === 'object' && !Array.isArray(value) && 'nodes' in value
+        ? undefined
+        : `${where} must be a graph`;
+    case 'json':
+      return undefined;
+  }
+}
+
+/**
+ * Checks a node's attributes against an op's schema and returns them with defaults filled in.
+ * Throws an `INVALID_ATTR` {@link DynnError} naming the node and attribute otherwise.
+ */
+export function resolveAttrs<A extends Attrs>(def: OpDef<A>, attrs: Attrs, nodeName: string): A {
+  const resolved: Attrs = {};
+  for (const key of Object.keys(attrs)) {
+    if (!Object.hasOwn(def.attrs, key)) {
+      throw new DynnError(
+        'INVALID_ATTR',
+        `Node '${nodeName}' (${def.type}) has unknown attribute '${key}'. Known: ${Object.keys(def.attrs).join(', ') || 'none'}.`,
+        { node: nodeName, op: def.type },
+      );
+    }
+  }
+  for (const [key, spec] of Object.entries(def.attrs)) {
+    const given = Object.hasOwn(attrs, key) ? attrs[key] : undefined;
+    if (given === undefined) {
+      if (spec.default === undefined) {
+        throw new DynnError('INVALID_ATTR', `Node '${nodeName}' (${def.type}) needs attribute '${key}'.`, {
+          node: nodeName,
+          op: def.type,
+        });
+      }
+      resolved[key] = spec.default;
+      continue;
+    }
+    const problem =
+      given === null && spec.default === null ? undefined : attrProblem(given, spec, `attribute '${key}'`);
+    if (problem) {
+      throw new DynnError('INVALID_ATTR', `Node '${nodeName}' (${def.type}): ${problem}.`, {
+        node: nodeName,
+        op: def.type,
+      });
+    }
+    resolved[key] = given;
+  }
+  return resolved as A;
+}

@@ -1,0 +1,4 @@
+import type { OpDef } from '../../op.js';
+
+// biome-ignore lint/suspicious/noExplicitAny: ops of every attribute type.
+export const basicOps: OpDef<any>[] = [];

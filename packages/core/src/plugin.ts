@@ -1,0 +1,65 @@
+import { DynnError } from './errors.js';
+import type { Graph } from './ir.js';
+import type { OpDef } from './op.js';
+
+/** A graph transformation: a pure function from graph to graph. */
+export interface PassDef<O = Record<string, unknown>> {
+  /** Unique name, e.g. `early-exit.insert-exits`. */
+  name: string;
+  description: string;
+  run(graph: Graph, options: O): Graph;
+}
+
+/** A bundle of ops and passes from one package. Plain data: creating it changes nothing global. */
+export interface Plugin {
+  /** The npm package that provides it, named in errors when one of its ops is missing. */
+  name: string;
+  /** The op domain its ops live in (`core`, `early-exit`...). */
+  domain: string;
+  /** Op-set version of the domain; graphs record it and refuse to run on an older one. */
+  opset: number;
+  // biome-ignore lint/suspicious/noExplicitAny: a plugin holds ops with many attribute types.
+  ops: readonly OpDef<any>[];
+  // biome-ignore lint/suspicious/noExplicitAny: a plugin holds passes with many option types.
+  passes?: readonly PassDef<any>[];
+}
+
+/** Declares a pass. Returns it unchanged (typed). */
+export function definePass<O>(def: PassDef<O>): PassDef<O> {
+  return def;
+}
+
+/**
+ * Declares a plugin, checking that every op belongs to its domain and that no op is defined twice.
+ */
+export function definePlugin(plugin: Plugin): Plugin {
+  const seen = new Set<string>();
+  for (const op of plugin.ops) {
+    if (!op.type.startsWith(`${plugin.domain}.`)) {
+      throw new DynnError(
+        'INVALID_GRAPH',
+        `Plugin ${plugin.name} declares op '${op.type}' outside its domain '${plugin.domain}'.`,
+        { op: op.type },
+      );
+    }
+    if (op.version > plugin.opset) {
+      throw new DynnError(
+        'OP_VERSION',
+        `Plugin ${plugin.name}: op '${op.type}' has version ${op.version}, above the plugin's opset ${plugin.opset}.`,
+        { op: op.type },
+      );
+    }
+    if (seen.has(op.type)) {
+      throw new DynnError('INVALID_GRAPH', `Plugin ${plugin.name} declares op '${op.type}' twice.`, {
+        op: op.type,
+      });
+    }
+    seen.add(op.type);
+  }
+  return plugin;
+}
+
+/** The package that conventionally provides a domain's ops, for error messages. */
+export function packageForDomain(domain: string): string {
+  return domain === '' ? 'a plugin package' : `@dynn/${domain}`;
+}
