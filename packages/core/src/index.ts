@@ -1,7 +1,13 @@
 export type { BackendName, UseBackendOptions } from './backend.js';
 export { activeBackend, BACKEND_NAMES, useBackend } from './backend.js';
+export type { AddOptions } from './builder.js';
+export { GraphBuilder } from './builder.js';
 export type { DynnErrorCode, DynnErrorContext } from './errors.js';
 export { DynnError, isDynnError } from './errors.js';
+export type { ComputeReport, NodeReport, RunRequest, RunResult, TrainingForward } from './executor.js';
+export { forwardForTraining } from './executor.js';
+export type { TensorOrMap } from './host-batches.js';
+export { HostBatches } from './host-batches.js';
 export { initTensor } from './initializers.js';
 export type {
   Attrs,
@@ -15,6 +21,10 @@ export type {
   ValueInfo,
 } from './ir.js';
 export { BATCH, SPEC_VERSION, splitOpType } from './ir.js';
+export type { LossFunction, LossName } from './losses.js';
+export { correctCount, lossFunction } from './losses.js';
+export type { CreateModelOptions, NodeCost } from './model.js';
+export { createModel, Model } from './model.js';
 export type {
   AttrKind,
   AttrSchema,
@@ -35,6 +45,20 @@ export { coreOps, corePlugin } from './ops/index.js';
 export type { PassDef, Plugin } from './plugin.js';
 export { definePass, definePlugin } from './plugin.js';
 export type { Rng } from './random.js';
-export { createRng } from './random.js';
+export { createRng, seedFor } from './random.js';
 export type { Runtime, RuntimeOptions } from './runtime.js';
 export { createRuntime } from './runtime.js';
+export { inferNodeOutputs, inferShapes } from './shape-inference.js';
+export type {
+  Dataset,
+  EpochLogs,
+  EvaluateOptions,
+  FitCallbacks,
+  FitOptions,
+  History,
+  Objective,
+  StepResult,
+  TrainerOptions,
+} from './train.js';
+export { evaluate, fit, Trainer } from './train.js';
+export { nodeTensorSpecs, validateGraph } from './validate.js';

@@ -1,7 +1,7 @@
 import type * as tf from '@tensorflow/tfjs-core';
 import type { Attrs, GraphNode } from './ir.js';
 import type { OpContext, RowSet, RunOptions } from './op.js';
-import { createRng, type Rng } from './random.js';
+import { createRng, type Rng, seedFor } from './random.js';
 
 /** An auxiliary loss added by a node during a run. */
 export interface AuxLoss {
@@ -31,16 +31,6 @@ export interface OpContextInit<A extends Attrs> {
   seed: number;
 }
 
-function hashName(name: string): number {
-  // FNV-1a: a stable 32-bit hash, so a node's random stream depends only on seed and name.
-  let hash = 0x811c9dc5;
-  for (let i = 0; i < name.length; i++) {
-    hash ^= name.charCodeAt(i);
-    hash = Math.imul(hash, 0x01000193);
-  }
-  return hash >>> 0;
-}
-
 /**
  * Builds the context a node's forward runs with, and the collector of what it asks for. The
  * executor uses it for every node; op tests use it (through `@dynn/testing`) to call an op alone.
@@ -59,7 +49,7 @@ export function createOpContext<A extends Attrs>(
     options: init.options,
     rows: init.rows,
     rng() {
-      rng ??= createRng((init.seed ^ hashName(init.node.name)) >>> 0);
+      rng ??= createRng(seedFor(init.seed, init.node.name));
       return rng;
     },
     addLoss(value, name = 'aux') {

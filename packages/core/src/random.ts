@@ -47,3 +47,16 @@ export function createRng(seed: number): Rng {
     },
   };
 }
+
+/**
+ * Derives a seed from a base seed and a name (FNV-1a hash of the name), so a node's or a
+ * tensor's random stream depends only on the run's seed and its own name.
+ */
+export function seedFor(seed: number, name: string): number {
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < name.length; i++) {
+    hash ^= name.charCodeAt(i);
+    hash = Math.imul(hash, 0x01000193);
+  }
+  return (seed ^ hash) >>> 0;
+}

@@ -1,0 +1,32 @@
+import { type Graph, GraphBuilder, type Runtime } from '@dynn/core';
+
+/**
+ * The demo's Fashion-MNIST CNN: three 3x3 conv blocks (16, 32, 64 channels) with max pooling,
+ * then a 10-way linear classifier. Small enough to train on two CPU cores in about two minutes.
+ */
+export function demoCnnGraph(runtime: Runtime): Graph {
+  const b = new GraphBuilder(runtime);
+  let h = b.input('image', 'float32', ['batch', 28, 28, 1]);
+  for (const [i, filters] of [16, 32, 64].entries()) {
+    h = b.add(
+      'core.Conv2D',
+      h,
+      { filters, kernelSize: [3, 3], padding: 'same', activation: 'relu' },
+      { name: `conv${i + 1}` },
+    );
+    h = b.add('core.MaxPool2D', h, { poolSize: [2, 2] }, { name: `pool${i + 1}` });
+  }
+  h = b.add('core.Flatten', h, {}, { name: 'flatten' });
+  const logits = b.add('core.Dense', h, { units: 10 }, { name: 'classifier' });
+  return b.build({ logits });
+}
+
+/** The MLP of the core benchmark: 784-512-512-10 with ReLU. */
+export function mlpGraph(runtime: Runtime): Graph {
+  const b = new GraphBuilder(runtime);
+  let h = b.input('pixels', 'float32', ['batch', 784]);
+  h = b.add('core.Dense', h, { units: 512, activation: 'relu' }, { name: 'dense1' });
+  h = b.add('core.Dense', h, { units: 512, activation: 'relu' }, { name: 'dense2' });
+  const logits = b.add('core.Dense', h, { units: 10 }, { name: 'classifier' });
+  return b.build({ logits });
+}

@@ -1,0 +1,166 @@
+import { DynnError } from './errors.js';
+import {
+  type Attrs,
+  type Dim,
+  type DType,
+  type Graph,
+  type GraphNode,
+  SPEC_VERSION,
+  splitOpType,
+  type TensorInfo,
+  type ValueInfo,
+} from './ir.js';
+import type { Runtime } from './runtime.js';
+import { inferNodeOutputs } from './shape-inference.js';
+import { nodeTensorSpecs } from './validate.js';
+
+/** Options of one {@link GraphBuilder.add} call. */
+export interface AddOptions {
+  /** Node name; defaults to `<op name in kebab case>_<n>`. */
+  name?: string;
+}
+
+/**
+ * Writes graphs in TypeScript. Shapes are inferred as nodes are added, so a mismatch fails at
+ * the line that caused it, naming the node.
+ *
+ * @example
+ * ```ts
+ * const b = new GraphBuilder(runtime);
+ * const x = b.input('image', 'float32', ['batch', 28, 28, 1]);
+ * const h = b.add('core.Conv2D', x, { filters: 8, kernelSize: [3, 3], activation: 'relu' });
+ * const y = b.add('core.Dense', b.add('core.Flatten', h), { units: 10 });
+ * const graph = b.build({ logits: y });
+ * ```
+ */
+export class GraphBuilder {
+  private readonly runtime: Runtime;
+  private readonly inputs: ValueInfo[] = [];
+  private readonly nodes: GraphNode[] = [];
+  private readonly values = new Map<string, ValueInfo>();
+  private readonly params: TensorInfo[] = [];
+  private readonly state: TensorInfo[] = [];
+  private readonly counters = new Map<string, number>();
+
+  constructor(runtime: Runtime) {
+    this.runtime = runtime;
+  }
+
+  /** Declares a graph input and returns its value name. */
+  input(name: string, dtype: DType, shape: Dim[]): string {
+    this.claim(name);
+    const info = { name, dtype, shape };
+    this.inputs.push(info);
+    this.values.set(name, info);
+    return name;
+  }
+
+  /** Adds a node with one output and returns the output's value name. */
+  add(op: string, inputs: string | string[], attrs: Attrs = {}, options: AddOptions = {}): string {
+    const [output] = this.addNode(op, inputs, attrs, options);
+    return output!;
+  }
+
+  /** Adds a node and returns all of its output value names (for multi-output ops). */
+  addMulti(op: string, inputs: string | string[], attrs: Attrs = {}, options: AddOptions = {}): string[] {
+    return this.addNode(op, inputs, attrs, options);
+  }
+
+  /** The inferred dtype and shape of a value. */
+  info(value: string): ValueInfo {
+    const info = this.values.get(value);
+    if (info === undefined)
+      throw new DynnError('INVALID_GRAPH', `No value named '${value}' in this builder.`);
+    return info;
+  }
+
+  /** Finishes the graph with the given outputs (output name -> value name). */
+  build(outputs: Record<string, string>): Graph {
+    const renamed: GraphNode[] = this.nodes.map((node) => ({ ...node, outputs: [...node.outputs] }));
+    const graphOutputs: ValueInfo[] = [];
+    for (const [outputName, value] of Object.entries(outputs)) {
+      const info = this.info(value);
+      if (outputName !== value) {
+        // Graph outputs are values; rename the producing node's output so the name is stable.
+        if (this.values.has(outputName)) {
+          throw new DynnError(
+            'INVALID_GRAPH',
+            `Output name '${outputName}' is already a value of the graph.`,
+          );
+        }
+        const producer = renamed.find((node) => node.outputs.includes(value));
+        if (producer === undefined) {
+          throw new DynnError('INVALID_GRAPH', `Output '${outputName}' cannot alias graph input '${value}'.`);
+        }
+        producer.outputs[producer.outputs.indexOf(value)] = outputName;
+        for (const node of renamed)
+          node.inputs = node.inputs.map((name) => (name === value ? outputName : name));
+        for (const out of graphOutputs) if (out.name === value) out.name = outputName;
+      }
+      graphOutputs.push({ name: outputName, dtype: info.dtype, shape: info.shape });
+    }
+    const opsets: Record<string, number> = {};
+    for (const node of renamed) {
+      const { domain } = splitOpType(node.op);
+      const plugin = this.runtime.plugins.find((p) => p.domain === domain);
+      if (plugin !== undefined) opsets[domain] = plugin.opset;
+    }
+    return {
+      specVersion: SPEC_VERSION,
+      opsets,
+      inputs: this.inputs.map((v) => ({ ...v, shape: [...v.shape] })),
+      outputs: graphOutputs,
+      nodes: renamed,
+      params: this.params.map((t) => ({ ...t })),
+      state: this.state.map((t) => ({ ...t })),
+    };
+  }
+
+  private addNode(op: string, inputs: string | string[], attrs: Attrs, options: AddOptions): string[] {
+    const def = this.runtime.op(op);
+    const name = options.name ?? this.autoName(op);
+    if (this.nodes.some((node) => node.name === name)) {
+      throw new DynnError('INVALID_GRAPH', `A node named '${name}' already exists.`, { node: name, op });
+    }
+    const inputNames = typeof inputs === 'string' ? [inputs] : inputs;
+    const count = def.outputs ?? 1;
+    const outputs = count === 1 ? [name] : Array.from({ length: count }, (_, i) => `${name}:${i}`);
+    const node: GraphNode = { name, op, inputs: inputNames, outputs, attrs };
+    const inputInfos = inputNames.map((value) => {
+      const info = this.values.get(value);
+      if (info === undefined) {
+        throw new DynnError('INVALID_GRAPH', `Node '${name}' (${op}) reads unknown value '${value}'.`, {
+          node: name,
+          op,
+        });
+      }
+      return info;
+    });
+    for (const output of outputs) this.claim(output);
+    const infos = inferNodeOutputs(this.runtime, node, inputInfos);
+    const tensors = nodeTensorSpecs(this.runtime, node, inputInfos);
+    this.nodes.push(node);
+    for (const info of infos) this.values.set(info.name, info);
+    this.params.push(...tensors.params);
+    this.state.push(...tensors.state);
+    return outputs;
+  }
+
+  private claim(name: string): void {
+    if (this.values.has(name)) throw new DynnError('INVALID_GRAPH', `Value name '${name}' is already used.`);
+  }
+
+  private autoName(op: string): string {
+    const base = splitOpType(op)
+      .name.replace(/([a-z0-9])([A-Z])/g, '$1-$2')
+      .toLowerCase();
+    let n = this.counters.get(base) ?? 0;
+    let name: string;
+    do {
+      n += 1;
+      name = `${base}_${n}`;
+    } while (this.values.has(name) || this.nodes.some((node) => node.name === name));
+    this.counters.set(base, n);
+    return name;
+  }
+}

@@ -1,0 +1,201 @@
+import { describeEachBackend, expectClose, expectNoLeaks } from '@dynn/testing';
+import * as tf from '@tensorflow/tfjs-core';
+import { expect, it } from 'vitest';
+import { GraphBuilder } from './builder.js';
+import { isDynnError } from './errors.js';
+import { createModel } from './model.js';
+import { defineOp, type OpResult } from './op.js';
+import { definePlugin } from './plugin.js';
+import { createRuntime } from './runtime.js';
+
+const elementwise = (
+  _: unknown,
+  [x]: readonly { dtype: 'float32' | 'int32' | 'bool'; shape: (number | string)[] }[],
+) => [{ shape: x!.shape, dtype: x!.dtype }];
+const size = (_: unknown, [x]: readonly number[][]) => x!.reduce((a, b) => a * b, 1);
+
+/** Multiplies by a scalar run option `test.scale` (default 1): shows options reach ops. */
+const scale = defineOp({
+  type: 'test.Scale',
+  version: 1,
+  description: 'Multiplies by the run option test.scale.',
+  attrs: {},
+  inputs: { min: 1 },
+  inferShape: elementwise,
+  forward: (ctx, [x]) => [tf.mul(x!, (ctx.options['test.scale'] as number | undefined) ?? 1)],
+  flops: size,
+});
+
+/** Counts the rows it sees, in the report and in a list the test reads. */
+const seen: number[] = [];
+const count = defineOp({
+  type: 'test.Count',
+  version: 1,
+  description: 'Identity that records how many rows it computed.',
+  attrs: {},
+  inputs: { min: 1 },
+  inferShape: elementwise,
+  forward: (ctx, [x]) => {
+    seen.push(x!.shape[0]!);
+    ctx.record('rows', x!.shape[0]);
+    return [tf.clone(x!)];
+  },
+  flops: size,
+});
+
+/** Retires rows whose first feature is negative, emitting them (times 10) to output `y`. */
+const retire = defineOp({
+  type: 'test.Retire',
+  version: 1,
+  description: 'Retires rows with a negative first feature.',
+  attrs: {},
+  inputs: { min: 1 },
+  inferShape: elementwise,
+  async forward(_, [x]): Promise<OpResult> {
+    const first = tf.tidy(() => tf.reshape(tf.slice(x!, [0, 0], [-1, 1]), [-1]));
+    const values = await first.data();
+    first.dispose();
+    const rows = Int32Array.from([...values.keys()].filter((i) => values[i]! < 0));
+    const indices = tf.tensor1d(rows, 'int32');
+    const emitted = tf.tidy(() => tf.mul(tf.gather(x!, indices), 10));
+    indices.dispose();
+    return { outputs: [tf.clone(x!)], retire: { rows, outputs: { y: emitted } } };
+  },
+  flops: size,
+});
+
+/** Keeps a running sum of its inputs as state, and adds the batch mean as an auxiliary loss. */
+const accumulate = defineOp({
+  type: 'test.Accumulate',
+  version: 1,
+  description: 'Adds each batch to a state tensor.',
+  attrs: {},
+  inputs: { min: 1 },
+  state: (_, [x]) => [{ name: 'total', shape: [x!.shape[1] as number], init: { kind: 'zeros' } }],
+  inferShape: elementwise,
+  forward(ctx, [x]) {
+    ctx.updateState(
+      'total',
+      tf.tidy(() => tf.add(ctx.state.total!, tf.sum(x!, 0))),
+    );
+    ctx.addLoss(tf.mean(x!), 'mean');
+    return [tf.clone(x!)];
+  },
+  flops: size,
+});
+
+const testPlugin = definePlugin({
+  name: 'test-plugin',
+  domain: 'test',
+  opset: 1,
+  ops: [scale, count, retire, accumulate],
+});
+const runtime = createRuntime({ plugins: [testPlugin] });
+
+function dynamicGraph() {
+  const b = new GraphBuilder(runtime);
+  const x = b.input('x', 'float32', ['batch', 2]);
+  const h = b.add('test.Count', x, {}, { name: 'before' });
+  const r = b.add('test.Retire', h, {}, { name: 'exit' });
+  const c = b.add('test.Count', r, {}, { name: 'after' });
+  const y = b.add('test.Scale', b.add('test.Scale', c), {}, { name: 'final' });
+  return b.build({ y });
+}
+
+describeEachBackend('executor', () => {
+  it('does not compute retired rows and returns outputs in input order', async () => {
+    const model = createModel(runtime, dynamicGraph());
+    const x = tf.tensor2d([
+      [1, 1],
+      [-1, 2],
+      [2, 3],
+      [-2, 4],
+      [3, 5],
+    ]);
+    seen.length = 0;
+    await expectNoLeaks(async () => {
+      const { outputs, report } = await model.run(x, { options: { 'test.scale': 2 } });
+      // Rows 1 and 3 exit (x10); the others go on and are scaled twice by 2.
+      await expectClose(outputs.y!, [4, 4, -10, 20, 8, 12, -20, 40, 12, 20]);
+      outputs.y!.dispose();
+      expect(seen).toEqual([5, 3]);
+      const rows = Object.fromEntries(report!.nodes.map((n) => [n.name, n.rows]));
+      expect(rows).toMatchObject({ before: 5, exit: 5, after: 3, final: 3 });
+      expect(report!.nodes.find((n) => n.name === 'after')!.stats).toEqual({ rows: 3 });
+      expect(report!.flops).toBe(2 * (5 + 5 + 3 + 3 + 3));
+      expect(report!.fullFlops).toBe(2 * 5 * 5);
+      expect(report!.servedBy.y).toEqual(['final', 'exit', 'final', 'exit', 'final']);
+    });
+    x.dispose();
+    model.dispose();
+  });
+
+  it('handles every row retiring and no row retiring', async () => {
+    const model = createModel(runtime, dynamicGraph());
+    const allOut = tf.tensor2d([
+      [-1, 1],
+      [-2, 2],
+    ]);
+    const noneOut = tf.tensor2d([
+      [1, 1],
+      [2, 2],
+    ]);
+    await expectNoLeaks(async () => {
+      const a = await model.run(allOut);
+      await expectClose(a.outputs.y!, [-10, 10, -20, 20]);
+      expect(a.report!.nodes.find((n) => n.name === 'final')!.rows).toBe(0);
+      const b = await model.run(noneOut);
+      await expectClose(b.outputs.y!, [1, 1, 2, 2]);
+      tf.dispose([a.outputs.y!, b.outputs.y!]);
+    });
+    tf.dispose([allOut, noneOut]);
+    model.dispose();
+  });
+
+  it('applies state updates and collects auxiliary losses', async () => {
+    const b = new GraphBuilder(runtime);
+    const y = b.add('test.Accumulate', b.input('x', 'float32', ['batch', 2]), {}, { name: 'acc' });
+    const model = createModel(runtime, b.build({ y }));
+    const x = tf.tensor2d([
+      [1, 2],
+      [3, 4],
+    ]);
+    await expectNoLeaks(async () => {
+      for (let i = 0; i < 2; i++) {
+        const { outputs, losses } = await model.run(x);
+        expect(losses.map((l) => [l.node, l.name])).toEqual([['acc', 'mean']]);
+        await expectClose(losses[0]!.value, 2.5);
+        tf.dispose([outputs.y!, ...losses.map((l) => l.value)]);
+      }
+    });
+    await expectClose(model.state.get('acc/total')!, [8, 12]);
+    x.dispose();
+    model.dispose();
+  });
+
+  it('rejects bad inputs with a clear error', async () => {
+    const model = createModel(runtime, dynamicGraph());
+    const wrongShape = tf.zeros([2, 3]);
+    const wrongType = tf.zeros([2, 2], 'int32');
+    const nan = tf.tensor2d([[Number.NaN, 1]]);
+    await expect(model.run(wrongShape)).rejects.toThrow(
+      /Input 'x' has shape \[2,3\] but the graph expects \[batch,2\]/,
+    );
+    await expect(model.run(wrongType)).rejects.toThrow(/is int32 but the graph expects float32/);
+    await expect(model.run(nan)).rejects.toThrow(/contains NaN/);
+    await expect(model.run({ z: wrongShape })).rejects.toThrow(/Missing input 'x'/);
+    tf.dispose([wrongShape, wrongType, nan]);
+    model.dispose();
+    await expect(model.run(wrongShape)).rejects.toSatisfy((e) => isDynnError(e, 'INVALID_OPTION'));
+  });
+});
+
+it('names the package to install for an unknown op', () => {
+  const bare = createRuntime();
+  const graph = dynamicGraph();
+  expect(() => createModel(bare, graph)).toThrow(
+    /No plugin provides op 'test.Count' \(node 'before'\)\. Install @dynn\/test/,
+  );
+  const newer = { ...graph, opsets: { ...graph.opsets, test: 2 } };
+  expect(() => createModel(runtime, newer)).toThrow(/needs opset test v2, but test-plugin provides v1/);
+});

@@ -1,0 +1,475 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { DynnError } from './errors.js';
+import { BATCH, type GraphNode } from './ir.js';
+import type { Model } from './model.js';
+import { type OpResult, type RunOptions, resolveAttrs } from './op.js';
+import { type AuxLoss, createOpContext, type OpSideEffects } from './op-context.js';
+import { takeRows } from './ops/basic/tensor-rows.js';
+
+/** What {@link Model.run} takes. */
+export interface RunRequest {
+  /** A tensor for a single-input graph, or tensors by input name. The caller keeps ownership. */
+  inputs: tf.Tensor | Record<string, tf.Tensor>;
+  /** Deployment choices for this call, read by ops (exit thresholds, widths...). */
+  options?: RunOptions;
+  /** Run ops in training mode (dropout on, batch statistics) without taking gradients. */
+  training?: boolean;
+  /** Return a {@link ComputeReport} (default true). */
+  report?: boolean;
+  /** Seed for the ops' random streams (default 0). */
+  seed?: number;
+  /** Reject inputs holding NaN or infinity (default true; costs one small readback per input). */
+  checkInputs?: boolean;
+}
+
+/** What one node computed during a run. */
+export interface NodeReport {
+  name: string;
+  op: string;
+  /** Rows of the batch the node computed on (fewer than the batch once rows retired). */
+  rows: number;
+  /** Floating-point operations it executed on those rows. */
+  flops: number;
+  /** Statistics the op recorded (`ctx.record`): exit counts, expert loads... */
+  stats: Record<string, unknown>;
+}
+
+/** What a run actually computed: the measured side of every claim of saved compute. */
+export interface ComputeReport {
+  batchSize: number;
+  /** FLOPs executed, summed over nodes. */
+  flops: number;
+  /** FLOPs had every row gone through every node. */
+  fullFlops: number;
+  nodes: NodeReport[];
+  /** Per graph output, the node that produced each row's value, in input row order. */
+  servedBy: Record<string, string[]>;
+}
+
+/** What {@link Model.run} returns. The caller owns (disposes) every tensor in it. */
+export interface RunResult {
+  /** Graph outputs by name, rows in input order. */
+  outputs: Record<string, tf.Tensor>;
+  /** Auxiliary losses the ops added. */
+  losses: AuxLoss[];
+  report?: ComputeReport;
+}
+
+interface Slot {
+  tensor: tf.Tensor;
+  /** Original row indices the tensor holds, or undefined for values without a batch axis. */
+  rows?: Int32Array;
+}
+
+interface Piece {
+  rows: Int32Array;
+  tensor: tf.Tensor;
+}
+
+const nodeTensorCache = new WeakMap<
+  Model,
+  Map<string, { params: Record<string, tf.Tensor>; state: Record<string, tf.Tensor> }>
+>();
+
+/** The node's parameters and state by local name (cached per model). */
+export function nodeTensors(model: Model, node: GraphNode) {
+  let cache = nodeTensorCache.get(model);
+  if (cache === undefined) {
+    cache = new Map();
+    nodeTensorCache.set(model, cache);
+  }
+  let entry = cache.get(node.name);
+  if (entry === undefined) {
+    const pick = (store: ReadonlyMap<string, tf.Variable>) => {
+      const out: Record<string, tf.Tensor> = {};
+      const prefix = `${node.name}/`;
+      for (const [name, v] of store) if (name.startsWith(prefix)) out[name.slice(prefix.length)] = v;
+      return out;
+    };
+    entry = { params: pick(model.params), state: pick(model.state) };
+    cache.set(node.name, entry);
+  }
+  return entry;
+}
+
+/**
+ * True when every element is finite. On cpu/wasm the data already lives on the host and a JS scan
+ * is cheapest; on GPU backends the check runs on the device and reads back one flag.
+ */
+async function allFinite(t: tf.Tensor): Promise<boolean> {
+  const backend = tf.getBackend();
+  if (backend === 'cpu' || backend === 'wasm') {
+    const values = (await t.data()) as Float32Array;
+    for (let i = 0; i < values.length; i++) if (!Number.isFinite(values[i])) return false;
+    return true;
+  }
+  const bad = tf.tidy(() => tf.any(tf.logicalNot(tf.isFinite(t))));
+  const [flag] = await bad.data();
+  bad.dispose();
+  return !flag;
+}
+
+/** Checks and names the feeds of a run; returns them with the batch size. */
+export async function prepareFeeds(
+  model: Model,
+  inputs: tf.Tensor | Record<string, tf.Tensor>,
+  checkValues: boolean,
+): Promise<{ feeds: Map<string, tf.Tensor>; batchSize: number }> {
+  const declared = model.graph.inputs;
+  const given: Record<string, tf.Tensor> =
+    inputs instanceof tf.Tensor
+      ? declared.length === 1
+        ? { [declared[0]!.name]: inputs }
+        : (() => {
+            throw new DynnError(
+              'INVALID_INPUT',
+              `The graph has ${declared.length} inputs (${declared.map((d) => d.name).join(', ')}); pass them by name.`,
+            );
+          })()
+      : inputs;
+  const feeds = new Map<string, tf.Tensor>();
+  let batchSize: number | undefined;
+  for (const info of declared) {
+    const t = given[info.name];
+    if (!(t instanceof tf.Tensor)) {
+      throw new DynnError('INVALID_INPUT', `Missing input '${info.name}' (${info.dtype}[${info.shape}]).`);
+    }
+    if (t.isDisposed) throw new DynnError('INVALID_INPUT', `Input '${info.name}' was already disposed.`);
+    if (t.dtype !== info.dtype) {
+      throw new DynnError(
+        'INVALID_INPUT',
+        `Input '${info.name}' is ${t.dtype} but the graph expects ${info.dtype}; cast it with tf.cast(x, '${info.dtype}').`,
+      );
+    }
+    const shapeOk =
+      t.rank === info.shape.length && info.shape.every((d, i) => typeof d !== 'number' || d === t.shape[i]);
+    if (!shapeOk) {
+      throw new DynnError(
+        'INVALID_INPUT',
+        `Input '${info.name}' has shape [${t.shape}] but the graph expects [${info.shape}].`,
+      );
+    }
+    if (info.shape[0] === BATCH) {
+      if (batchSize !== undefined && t.shape[0] !== batchSize) {
+        throw new DynnError(
+          'INVALID_INPUT',
+          `Input '${info.name}' has ${t.shape[0]} rows; other inputs have ${batchSize}.`,
+        );
+      }
+      batchSize = t.shape[0]!;
+    }
+    feeds.set(info.name, t);
+  }
+  for (const name of Object.keys(given)) {
+    if (!feeds.has(name)) {
+      throw new DynnError(
+        'INVALID_INPUT',
+        `Unknown input '${name}'. The graph's inputs are: ${declared.map((d) => d.name).join(', ')}.`,
+      );
+    }
+  }
+  if (checkValues) {
+    for (const [name, t] of feeds) {
+      if (t.dtype !== 'float32' || (await allFinite(t))) continue;
+      throw new DynnError('INVALID_INPUT', `Input '${name}' contains NaN or infinite values.`);
+    }
+  }
+  return { feeds, batchSize: batchSize ?? 1 };
+}
+
+function lastUses(model: Model): Map<string, number> {
+  const last = new Map<string, number>();
+  model.graph.nodes.forEach((node, i) => {
+    for (const name of node.inputs) last.set(name, i);
+  });
+  for (const output of model.graph.outputs) last.set(output.name, Number.POSITIVE_INFINITY);
+  return last;
+}
+
+/** Positions of `wanted` (ascending original rows) inside `held` (ascending, a superset). */
+function positionsOf(held: Int32Array, wanted: Int32Array): Int32Array {
+  const out = new Int32Array(wanted.length);
+  let j = 0;
+  for (let i = 0; i < wanted.length; i++) {
+    while (held[j] !== wanted[i]) j++;
+    out[i] = j;
+  }
+  return out;
+}
+
+function validateRetirement(node: GraphNode, model: Model, result: OpResult, active: Int32Array): Int32Array {
+  const retire = result.retire!;
+  const rows = retire.rows;
+  for (let i = 0; i < rows.length; i++) {
+    const r = rows[i]!;
+    if (!(r >= 0 && r < active.length) || (i > 0 && r <= rows[i - 1]!)) {
+      throw new DynnError(
+        'INVALID_GRAPH',
+        `Node '${node.name}' (${node.op}) retired row ${r}; retired rows must be ascending positions below ${active.length}.`,
+        { node: node.name, op: node.op },
+      );
+    }
+  }
+  for (const [name, t] of Object.entries(retire.outputs)) {
+    if (!model.graph.outputs.some((o) => o.name === name)) {
+      throw new DynnError(
+        'INVALID_GRAPH',
+        `Node '${node.name}' retired rows into unknown graph output '${name}'.`,
+        {
+          node: node.name,
+          op: node.op,
+        },
+      );
+    }
+    if (t.shape[0] !== rows.length) {
+      throw new DynnError(
+        'SHAPE_MISMATCH',
+        `Node '${node.name}' gave ${t.shape[0]} rows of output '${name}' for ${rows.length} retired rows.`,
+        { node: node.name, op: node.op },
+      );
+    }
+  }
+  return Int32Array.from(rows, (r) => active[r]!);
+}
+
+/** Concatenates the row pieces of one output and puts rows back in input order. */
+async function assemble(name: string, pieces: Piece[], batchSize: number): Promise<tf.Tensor> {
+  if (pieces.length === 1 && pieces[0]!.rows.length === batchSize) return pieces[0]!.tensor;
+  const order = new Int32Array(batchSize).fill(-1);
+  let offset = 0;
+  for (const piece of pieces) {
+    piece.rows.forEach((row, k) => {
+      order[row] = offset + k;
+    });
+    offset += piece.rows.length;
+  }
+  const missing = order.indexOf(-1);
+  if (missing >= 0) {
+    throw new DynnError(
+      'INVALID_GRAPH',
+      `Row ${missing} of output '${name}' was retired by a node that gave no value for '${name}'.`,
+    );
+  }
+  const joined = pieces.length === 1 ? pieces[0]!.tensor : tf.concat(pieces.map((p) => p.tensor));
+  const ordered = await takeRows(joined, order);
+  if (joined !== pieces[0]!.tensor) joined.dispose();
+  tf.dispose(pieces.map((p) => p.tensor));
+  return ordered;
+}
+
+function applyEffects(model: Model, node: GraphNode, effects: OpSideEffects): void {
+  for (const [local, value] of effects.stateUpdates) {
+    model.state.get(`${node.name}/${local}`)!.assign(value);
+    value.dispose();
+  }
+}
+
+/**
+ * Runs a model on a batch, node by node. Rows an op retires are removed from every later node's
+ * inputs (gathered once, on first use), so their compute is really saved; outputs come back in
+ * the original row order. See docs/architecture.md.
+ */
+export async function execute(model: Model, request: RunRequest): Promise<RunResult> {
+  const { feeds, batchSize } = await prepareFeeds(model, request.inputs, request.checkInputs ?? true);
+  const training = request.training ?? false;
+  const wantReport = request.report ?? true;
+  const seed = request.seed ?? 0;
+  const last = lastUses(model);
+  const slots = new Map<string, Slot>();
+  const holders = new Map<tf.Tensor, number>();
+  // Tensors the caller or the model owns are never disposed here, even if an op passes them on.
+  const external = new Set<tf.Tensor>([...feeds.values(), ...model.params.values(), ...model.state.values()]);
+  const owned = (t: tf.Tensor) => !external.has(t);
+  const producer = new Map(model.graph.nodes.flatMap((n) => n.outputs.map((o) => [o, n.name] as const)));
+  const hold = (name: string, slot: Slot) => {
+    slots.set(name, slot);
+    holders.set(slot.tensor, (holders.get(slot.tensor) ?? 0) + 1);
+  };
+  const release = (name: string) => {
+    const slot = slots.get(name);
+    if (slot === undefined) return;
+    slots.delete(name);
+    const count = (holders.get(slot.tensor) ?? 1) - 1;
+    holders.set(slot.tensor, count);
+    if (count === 0 && owned(slot.tensor)) slot.tensor.dispose();
+  };
+  const all = Int32Array.from({ length: batchSize }, (_, i) => i);
+  for (const [name, t] of feeds) {
+    const info = model.values.get(name)!;
+    hold(name, info.shape[0] === BATCH ? { tensor: t, rows: all } : { tensor: t });
+  }
+  let active = all;
+  const pieces = new Map<string, Piece[]>();
+  const servedBy: Record<string, string[]> = {};
+  for (const output of model.graph.outputs) servedBy[output.name] = new Array<string>(batchSize).fill('');
+  const nodes: NodeReport[] = [];
+  const losses: AuxLoss[] = [];
+  let fullFlops = 0;
+
+  const aligned = async (name: string): Promise<tf.Tensor> => {
+    const slot = slots.get(name)!;
+    if (slot.rows === undefined || slot.rows === active) return slot.tensor;
+    const taken = await takeRows(slot.tensor, positionsOf(slot.rows, active));
+    release(name);
+    hold(name, { tensor: taken, rows: active });
+    return taken;
+  };
+
+  try {
+    for (const [index, node] of model.graph.nodes.entries()) {
+      const def = model.runtime.op(node.op, node.name);
+      const attrs = resolveAttrs(def, node.attrs, node.name);
+      const fullShape = (name: string) =>
+        model.values.get(name)!.shape.map((d) => (d === BATCH ? batchSize : typeof d === 'number' ? d : 1));
+      if (wantReport) fullFlops += def.flops(attrs, node.inputs.map(fullShape), node.outputs.map(fullShape));
+      if (active.length === 0) {
+        nodes.push({ name: node.name, op: node.op, rows: 0, flops: 0, stats: {} });
+        continue;
+      }
+      const inputs: tf.Tensor[] = [];
+      for (const name of node.inputs) inputs.push(await aligned(name));
+      const { params, state } = nodeTensors(model, node);
+      const { context, effects } = createOpContext({
+        node,
+        attrs,
+        params,
+        state,
+        training,
+        options: request.options ?? {},
+        rows: { batchSize, indices: active },
+        seed,
+      });
+      let result: tf.Tensor[] | OpResult;
+      try {
+        result = await def.forward(context, inputs);
+      } catch (error) {
+        if (error instanceof DynnError) throw error;
+        throw new DynnError(
+          'INVALID_INPUT',
+          `Node '${node.name}' (${node.op}) failed: ${(error as Error).message}`,
+          {
+            node: node.name,
+            op: node.op,
+          },
+        );
+      }
+      const outputs = Array.isArray(result) ? result : result.outputs;
+      const rowsBefore = active;
+      outputs.forEach((t, i) => {
+        const name = node.outputs[i]!;
+        hold(
+          name,
+          model.values.get(name)!.shape[0] === BATCH ? { tensor: t, rows: rowsBefore } : { tensor: t },
+        );
+      });
+      if (!Array.isArray(result) && result.retire !== undefined) {
+        const retired = validateRetirement(node, model, result, active);
+        for (const [name, t] of Object.entries(result.retire.outputs)) {
+          const list = pieces.get(name) ?? [];
+          list.push({ rows: retired, tensor: t });
+          pieces.set(name, list);
+          for (const row of retired) servedBy[name]![row] = node.name;
+        }
+        const gone = new Set(retired);
+        active = active.filter((row) => !gone.has(row));
+      }
+      losses.push(...effects.losses);
+      applyEffects(model, node, effects);
+      if (wantReport) {
+        const shapes = (ts: tf.Tensor[]) => ts.map((t) => t.shape);
+        nodes.push({
+          name: node.name,
+          op: node.op,
+          rows: rowsBefore.length,
+          flops: def.flops(attrs, shapes(inputs), shapes(outputs)),
+          stats: effects.records,
+        });
+      }
+      for (const name of node.inputs) if (last.get(name) === index) release(name);
+    }
+
+    const results: Record<string, tf.Tensor> = {};
+    for (const output of model.graph.outputs) {
+      const list = pieces.get(output.name) ?? [];
+      const slot = slots.get(output.name);
+      if (slot !== undefined && active.length > 0) {
+        const tensor = await aligned(output.name);
+        // Hand the tensor to the caller: detach it from the executor's holds, and clone it when
+        // another value still holds it or it is not ours to give away.
+        slots.delete(output.name);
+        const stillHeld = (holders.get(tensor) ?? 1) - 1;
+        holders.set(tensor, stillHeld);
+        list.push({ rows: active, tensor: stillHeld > 0 || !owned(tensor) ? tensor.clone() : tensor });
+        for (const row of active) servedBy[output.name]![row] = producer.get(output.name)!;
+      }
+      pieces.delete(output.name);
+      results[output.name] = await assemble(output.name, list, batchSize);
+    }
+    const report: ComputeReport | undefined = wantReport
+      ? { batchSize, flops: nodes.reduce((s, n) => s + n.flops, 0), fullFlops, nodes, servedBy }
+      : undefined;
+    return report ? { outputs: results, losses, report } : { outputs: results, losses };
+  } finally {
+    for (const name of [...slots.keys()]) release(name);
+    for (const list of pieces.values()) tf.dispose(list.map((p) => p.tensor));
+  }
+}
+
+/** What {@link forwardForTraining} returns: outputs and side effects, all inside the caller's tape. */
+export interface TrainingForward {
+  outputs: Record<string, tf.Tensor>;
+  losses: AuxLoss[];
+  /** State updates by full state name, kept out of the caller's tidy until applied. */
+  stateUpdates: Map<string, tf.Tensor>;
+}
+
+/**
+ * Runs every node on every row, synchronously, in training mode: the form gradients need
+ * (`tf.variableGrads` tapes synchronously). Ops must not be async or retire rows here.
+ * Intermediates are left to the caller's `tf.tidy`; state updates are `tf.keep`-ed.
+ */
+export function forwardForTraining(
+  model: Model,
+  feeds: ReadonlyMap<string, tf.Tensor>,
+  options: RunOptions,
+  seed: number,
+): TrainingForward {
+  const values = new Map<string, tf.Tensor>(feeds);
+  const losses: AuxLoss[] = [];
+  const stateUpdates = new Map<string, tf.Tensor>();
+  const batchSize = feeds.values().next().value?.shape[0] ?? 1;
+  const rows = { batchSize, indices: Int32Array.from({ length: batchSize }, (_, i) => i) };
+  for (const node of model.graph.nodes) {
+    const def = model.runtime.op(node.op, node.name);
+    const { params, state } = nodeTensors(model, node);
+    const { context, effects } = createOpContext({
+      node,
+      attrs: resolveAttrs(def, node.attrs, node.name),
+      params,
+      state,
+      training: true,
+      options,
+      rows,
+      seed,
+    });
+    const result = def.forward(
+      context,
+      node.inputs.map((name) => values.get(name)!),
+    );
+    if (result instanceof Promise || (!Array.isArray(result) && result.retire !== undefined)) {
+      throw new DynnError(
+        'INVALID_OPTION',
+        `Node '${node.name}' (${node.op}) is asynchronous or retires rows in training; in training every row must run synchronously.`,
+        { node: node.name, op: node.op },
+      );
+    }
+    const outputs = Array.isArray(result) ? result : result.outputs;
+    outputs.forEach((t, i) => values.set(node.outputs[i]!, t));
+    losses.push(...effects.losses);
+    for (const [local, value] of effects.stateUpdates)
+      stateUpdates.set(`${node.name}/${local}`, tf.keep(value));
+  }
+  const outputs: Record<string, tf.Tensor> = {};
+  for (const output of model.graph.outputs) outputs[output.name] = values.get(output.name)!;
+  return { outputs, losses, stateUpdates };
+}

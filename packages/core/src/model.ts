@@ -1,0 +1,173 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { DynnError } from './errors.js';
+import { type ComputeReport, execute, type RunRequest, type RunResult } from './executor.js';
+import { initTensor } from './initializers.js';
+import { BATCH, type Graph, type TensorInfo, type ValueInfo } from './ir.js';
+import { resolveAttrs } from './op.js';
+import { createRng, seedFor } from './random.js';
+import type { Runtime } from './runtime.js';
+import { validateGraph } from './validate.js';
+
+/** Options for {@link createModel}. */
+export interface CreateModelOptions {
+  /** Seed of the weight initialisers (default 0): the same seed gives the same weights everywhere. */
+  seed?: number;
+  /**
+   * Initial values by parameter/state name (e.g. loaded from a file). The model takes ownership.
+   * Any tensor not given is initialised from its spec.
+   */
+  weights?: ReadonlyMap<string, tf.Tensor>;
+}
+
+/** Static cost of one node at a given batch size, as `dynn inspect` prints it. */
+export interface NodeCost {
+  name: string;
+  op: string;
+  outputShape: number[];
+  params: number;
+  flops: number;
+}
+
+/**
+ * A graph bound to a runtime, with its parameters and state held in tf.Variables. Create one
+ * with {@link createModel}; free its memory with {@link Model.dispose}.
+ */
+export class Model {
+  /** The graph (plain data). */
+  readonly graph: Graph;
+  /** The runtime whose ops run the graph. */
+  readonly runtime: Runtime;
+  /** Trainable parameters by name (`<node>/<local name>`). */
+  readonly params: ReadonlyMap<string, tf.Variable>;
+  /** Non-trainable state by name. */
+  readonly state: ReadonlyMap<string, tf.Variable>;
+  /** Inferred dtype and symbolic shape of every value. */
+  readonly values: ReadonlyMap<string, ValueInfo>;
+  private disposed = false;
+
+  /** @internal Use {@link createModel}. */
+  constructor(
+    runtime: Runtime,
+    graph: Graph,
+    values: Map<string, ValueInfo>,
+    params: Map<string, tf.Variable>,
+    state: Map<string, tf.Variable>,
+  ) {
+    this.runtime = runtime;
+    this.graph = graph;
+    this.values = values;
+    this.params = params;
+    this.state = state;
+  }
+
+  /**
+   * Runs the graph on `inputs` (a tensor for a single-input graph, or tensors by input name).
+   * Async because dynamic decisions read values back, which GPU backends can only do async.
+   * The caller owns the returned tensors.
+   */
+  async run(
+    inputs: tf.Tensor | Record<string, tf.Tensor>,
+    request: Omit<RunRequest, 'inputs'> = {},
+  ): Promise<RunResult> {
+    this.assertLive();
+    return execute(this, { ...request, inputs });
+  }
+
+  /** Convenience: runs and returns the first graph output alone. */
+  async predict(
+    inputs: tf.Tensor | Record<string, tf.Tensor>,
+    request: Omit<RunRequest, 'inputs' | 'report'> = {},
+  ): Promise<tf.Tensor> {
+    const result = await this.run(inputs, { ...request, report: false });
+    const [first, ...rest] = this.graph.outputs;
+    tf.dispose(rest.map((o) => result.outputs[o.name]!));
+    return result.outputs[first!.name]!;
+  }
+
+  /** Number of trainable parameter elements. */
+  get paramCount(): number {
+    let total = 0;
+    for (const v of this.params.values()) total += v.size;
+    return total;
+  }
+
+  /** Static cost per node for a batch of `batchSize` rows (every row through every node). */
+  costs(batchSize = 1): NodeCost[] {
+    const concrete = (name: string) =>
+      this.values.get(name)!.shape.map((d) => (d === BATCH ? batchSize : typeof d === 'number' ? d : 1));
+    return this.graph.nodes.map((node) => {
+      const def = this.runtime.op(node.op, node.name);
+      const attrs = resolveAttrs(def, node.attrs, node.name);
+      const inputs = node.inputs.map(concrete);
+      const outputs = node.outputs.map(concrete);
+      let params = 0;
+      for (const [name, v] of this.params) if (name.startsWith(`${node.name}/`)) params += v.size;
+      return {
+        name: node.name,
+        op: node.op,
+        outputShape: outputs[0]!,
+        params,
+        flops: def.flops(attrs, inputs, outputs),
+      };
+    });
+  }
+
+  /** Frees every parameter and state tensor. The model cannot run afterwards. */
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    for (const v of this.params.values()) v.dispose();
+    for (const v of this.state.values()) v.dispose();
+  }
+
+  /** True once {@link Model.dispose} ran. */
+  get isDisposed(): boolean {
+    return this.disposed;
+  }
+
+  private assertLive(): void {
+    if (this.disposed)
+      throw new DynnError('INVALID_OPTION', 'This model was disposed; load or create it again.');
+  }
+}
+
+let variableCounter = 0;
+
+function makeVariables(
+  specs: readonly TensorInfo[],
+  trainable: boolean,
+  seed: number,
+  weights: ReadonlyMap<string, tf.Tensor> | undefined,
+): Map<string, tf.Variable> {
+  const out = new Map<string, tf.Variable>();
+  for (const spec of specs) {
+    const given = weights?.get(spec.name);
+    // tfjs needs globally unique variable names; the counter keeps two models of one graph apart.
+    // Each tensor's stream depends on the seed and its name only, so adding a layer does not
+    // change the initial weights of the others.
+    const initial =
+      given ?? initTensor(spec.init, spec.shape, spec.dtype, createRng(seedFor(seed, spec.name)));
+    out.set(spec.name, tf.variable(initial, trainable, `${spec.name}#${++variableCounter}`, spec.dtype));
+    initial.dispose();
+  }
+  return out;
+}
+
+/**
+ * Validates `graph` against `runtime` and creates its parameters and state.
+ *
+ * @example
+ * ```ts
+ * const model = createModel(runtime, graph, { seed: 1 });
+ * const { outputs } = await model.run(images);
+ * ```
+ */
+export function createModel(runtime: Runtime, graph: Graph, options: CreateModelOptions = {}): Model {
+  const values = validateGraph(runtime, graph);
+  const seed = options.seed ?? 0;
+  const params = makeVariables(graph.params, true, seed, options.weights);
+  const state = makeVariables(graph.state, false, seed, options.weights);
+  return new Model(runtime, graph, values, params, state);
+}
+
+export type { ComputeReport, RunRequest, RunResult };

@@ -1,0 +1,123 @@
+import { DynnError } from './errors.js';
+import type { Graph, GraphNode, TensorInfo, ValueInfo } from './ir.js';
+import { resolveAttrs } from './op.js';
+import type { Runtime } from './runtime.js';
+import { inferShapes } from './shape-inference.js';
+
+/** The parameters and state tensors a node needs, named `<node>/<local name>`. */
+export function nodeTensorSpecs(
+  runtime: Runtime,
+  node: GraphNode,
+  inputs: readonly ValueInfo[],
+): { params: TensorInfo[]; state: TensorInfo[] } {
+  const def = runtime.op(node.op, node.name);
+  const attrs = resolveAttrs(def, node.attrs, node.name);
+  const named = (specs: ReturnType<NonNullable<typeof def.params>> | undefined): TensorInfo[] =>
+    (specs ?? []).map((spec) => ({
+      name: `${node.name}/${spec.name}`,
+      dtype: spec.dtype ?? 'float32',
+      shape: spec.shape,
+      init: spec.init,
+    }));
+  return { params: named(def.params?.(attrs, inputs)), state: named(def.state?.(attrs, inputs)) };
+}
+
+function checkTensors(
+  kind: 'params' | 'state',
+  declared: readonly TensorInfo[],
+  expected: TensorInfo[],
+  file?: string,
+) {
+  const where = file ? { file } : {};
+  const byName = new Map(declared.map((t) => [t.name, t]));
+  for (const spec of expected) {
+    const found = byName.get(spec.name);
+    if (found === undefined) {
+      throw new DynnError('INVALID_GRAPH', `The graph's ${kind} lack '${spec.name}' [${spec.shape}].`, where);
+    }
+    if (found.dtype !== spec.dtype || found.shape.join(',') !== spec.shape.join(',')) {
+      throw new DynnError(
+        'SHAPE_MISMATCH',
+        `${kind === 'params' ? 'Parameter' : 'State'} '${spec.name}' is declared ${found.dtype}[${found.shape}] ` +
+          `but its node needs ${spec.dtype}[${spec.shape}].`,
+        { ...where, node: spec.name.slice(0, spec.name.lastIndexOf('/')) },
+      );
+    }
+    byName.delete(spec.name);
+  }
+  const extra = [...byName.keys()];
+  if (extra.length > 0) {
+    throw new DynnError(
+      'INVALID_GRAPH',
+      `The graph declares ${kind} no node uses: ${extra.join(', ')}.`,
+      where,
+    );
+  }
+}
+
+/**
+ * Validates a graph against a runtime: every op is provided at the right op-set version, node
+ * and value names are unique, every value is defined before use, attributes match their
+ * schemas, shapes infer, graph outputs exist with the declared shapes, and the declared
+ * parameters and state are exactly what the nodes need. Returns the inferred value infos.
+ */
+export function validateGraph(runtime: Runtime, graph: Graph, file?: string): Map<string, ValueInfo> {
+  const where = file ? { file } : {};
+  runtime.checkSupports(graph, file);
+  const nodeNames = new Set<string>();
+  for (const node of graph.nodes) {
+    if (nodeNames.has(node.name)) {
+      throw new DynnError('INVALID_GRAPH', `Two nodes are named '${node.name}'. Node names must be unique.`, {
+        ...where,
+        node: node.name,
+      });
+    }
+    nodeNames.add(node.name);
+  }
+  if (graph.outputs.length === 0) throw new DynnError('INVALID_GRAPH', 'The graph has no outputs.', where);
+  let values: Map<string, ValueInfo>;
+  try {
+    values = inferShapes(runtime, graph);
+  } catch (error) {
+    if (error instanceof DynnError && file) {
+      throw new DynnError(error.code, `${file}: ${error.message}`, { ...error.context, file });
+    }
+    throw error;
+  }
+  for (const output of graph.outputs) {
+    const inferred = values.get(output.name);
+    if (inferred === undefined) {
+      throw new DynnError(
+        'INVALID_GRAPH',
+        `Graph output '${output.name}' is not produced by any node.`,
+        where,
+      );
+    }
+    const same =
+      inferred.dtype === output.dtype &&
+      inferred.shape.length === output.shape.length &&
+      inferred.shape.every((d, i) => d === output.shape[i]);
+    if (!same) {
+      throw new DynnError(
+        'SHAPE_MISMATCH',
+        `Graph output '${output.name}' is declared ${output.dtype}[${output.shape}] but computes ` +
+          `${inferred.dtype}[${inferred.shape}].`,
+        where,
+      );
+    }
+  }
+  const params: TensorInfo[] = [];
+  const state: TensorInfo[] = [];
+  for (const node of graph.nodes) {
+    const specs = nodeTensorSpecs(
+      runtime,
+      node,
+      node.inputs.map((name) => values.get(name)!),
+    );
+    params.push(...specs.params);
+    state.push(...specs.state);
+  }
+  checkTensors('params', graph.params, params, file);
+  checkTensors('state', graph.state, state, file);
+  return values;
+}
