@@ -464,7 +464,9 @@ export function forwardForTraining(
       );
     }
     const outputs = Array.isArray(result) ? result : result.outputs;
-    outputs.forEach((t, i) => values.set(node.outputs[i]!, t));
+    outputs.forEach((t, i) => {
+      values.set(node.outputs[i]!, t);
+    });
     losses.push(...effects.losses);
     for (const [local, value] of effects.stateUpdates)
       stateUpdates.set(`${node.name}/${local}`, tf.keep(value));
