@@ -25,7 +25,7 @@ if (!hasChromium) {
 
 // `*.test.ts` runs in Node and in Chromium; `*.node.test.ts` only in Node; `*.browser.test.ts`
 // only in Chromium.
-const testFiles = ['packages/*/src/**/*.test.ts', 'apps/*/src/**/*.test.ts'];
+const testFiles = ['packages/*/src/**/*.test.ts', 'apps/*/src/**/*.test.ts', 'examples/**/*.test.ts'];
 
 const nodeProject: TestProjectInlineConfiguration = {
   extends: true,

@@ -1,0 +1,147 @@
+import { cpus } from 'node:os';
+import { createModel, createRuntime, type Graph, type Model, Trainer, useBackend } from '@dynn/core';
+import * as tf from '@tensorflow/tfjs-core';
+import * as tfl from '@tensorflow/tfjs-layers';
+import { demoCnnGraph, mlpGraph } from '../demo-models.js';
+import { markdownTable } from '../report-files.js';
+import { type TimingOptions, timeMedian } from '../timing.js';
+
+/** One measured case. `tfjs_ms` is null (and `tfjs_error` set) when tfjs-layers cannot run it. */
+export interface BenchCoreRow {
+  model: string;
+  case: string;
+  dynn_ms: number;
+  tfjs_ms: number | null;
+  ratio: number | null;
+  tfjs_error: string | null;
+}
+
+/** What `dynn bench core --json` prints. */
+export interface BenchCoreResult {
+  backend: string;
+  date: string;
+  machine: string;
+  results: BenchCoreRow[];
+}
+
+/** The same architecture as a tfjs-layers model, with the dynn model's weights copied in. */
+function layersTwin(name: 'mlp' | 'cnn', model: Model): tfl.Sequential {
+  const twin = tfl.sequential();
+  if (name === 'mlp') {
+    twin.add(tfl.layers.dense({ units: 512, activation: 'relu', inputShape: [784] }));
+    twin.add(tfl.layers.dense({ units: 512, activation: 'relu' }));
+  } else {
+    for (const [i, filters] of [16, 32, 64].entries()) {
+      twin.add(
+        tfl.layers.conv2d({
+          filters,
+          kernelSize: 3,
+          padding: 'same',
+          activation: 'relu',
+          ...(i === 0 ? { inputShape: [28, 28, 1] } : {}),
+        }),
+      );
+      twin.add(tfl.layers.maxPooling2d({ poolSize: 2 }));
+    }
+    twin.add(tfl.layers.flatten());
+  }
+  twin.add(tfl.layers.dense({ units: 10 }));
+  // dynn stores kernel then bias per node, in node order: the same order as tfjs-layers' weights.
+  twin.setWeights([...model.params.values()]);
+  twin.compile({
+    optimizer: tf.train.adam(1e-3),
+    loss: (yTrue: tf.Tensor, yPred: tf.Tensor) => tf.losses.softmaxCrossEntropy(tf.oneHot(tf.cast(tf.reshape(yTrue, [-1]), 'int32'), 10), yPred),
+  });
+  return twin;
+}
+
+async function readBack(t: tf.Tensor | tf.Tensor[]): Promise<void> {
+  const list = Array.isArray(t) ? t : [t];
+  for (const item of list) {
+    await item.data();
+    item.dispose();
+  }
+}
+
+/**
+ * Measures the MLP (784-512-512-10) and the demo CNN built in dynn and in tfjs-layers, side by
+ * side in one process on the active backend: inference at batch 1 and 256 and one training step
+ * at batch 64 (Adam). Reports medians after warm-up and the dynn / tfjs-layers ratio.
+ */
+export async function runBenchCore(
+  timing: TimingOptions,
+  onProgress: (label: string) => void = () => {},
+): Promise<BenchCoreResult> {
+  await useBackend('wasm');
+  const runtime = createRuntime();
+  const rows: BenchCoreRow[] = [];
+  const cases: Array<{ name: 'mlp' | 'cnn'; label: string; graph: Graph; shape: number[] }> = [
+    { name: 'mlp', label: 'MLP 784-512-512-10', graph: mlpGraph(runtime), shape: [784] },
+    { name: 'cnn', label: 'demo CNN (conv 16-32-64)', graph: demoCnnGraph(runtime), shape: [28, 28, 1] },
+  ];
+  for (const { name, label, graph, shape } of cases) {
+    const model = createModel(runtime, graph, { seed: 1 });
+    const twin = layersTwin(name, model);
+    const trainer = new Trainer(model, { optimizer: tf.train.adam(1e-3) });
+    for (const batch of [1, 256]) {
+      onProgress(`${label}: inference, batch ${batch}`);
+      const x = tf.randomUniform([batch, ...shape], 0, 1, 'float32', 7);
+      const dynn = await timeMedian(async () => readBack(await model.predict(x)), timing);
+      const tfjs = await timeMedian(async () => readBack(twin.predict(x) as tf.Tensor), timing);
+      rows.push({ model: label, case: `inference, batch ${batch}`, dynn_ms: dynn, tfjs_ms: tfjs, ratio: dynn / tfjs, tfjs_error: null });
+      x.dispose();
+    }
+    onProgress(`${label}: training step, batch 64`);
+    const x = tf.randomUniform([64, ...shape], 0, 1, 'float32', 8);
+    const y = tf.tensor1d(Int32Array.from({ length: 64 }, (_, i) => i % 10), 'int32');
+    const dynn = await timeMedian(async () => {
+      await trainer.step(x, y);
+    }, timing);
+    let tfjs: number | null = null;
+    let error: string | null = null;
+    try {
+      tfjs = await timeMedian(async () => {
+        await twin.trainOnBatch(x, y);
+      }, timing);
+    } catch (caught) {
+      error = (caught as Error).message.split('\n')[0]!;
+    }
+    rows.push({
+      model: label,
+      case: 'training step, batch 64',
+      dynn_ms: dynn,
+      tfjs_ms: tfjs,
+      ratio: tfjs === null ? null : dynn / tfjs,
+      tfjs_error: error,
+    });
+    tf.dispose([x, y]);
+    trainer.dispose();
+    twin.dispose();
+    model.dispose();
+  }
+  return {
+    backend: tf.getBackend(),
+    date: new Date().toISOString().slice(0, 10),
+    machine: `${cpus().length} x ${cpus()[0]?.model ?? 'unknown CPU'}, Node ${process.version}`,
+    results: rows,
+  };
+}
+
+/** The results as the markdown table docs/benchmarks.md shows. */
+export function benchCoreMarkdown(result: BenchCoreResult): string {
+  const ms = (v: number) => v.toFixed(v < 10 ? 2 : 1);
+  return [
+    `Measured ${result.date} on ${result.machine}, backend \`${result.backend}\`; medians after warm-up.`,
+    '',
+    markdownTable(
+      ['model', 'case', 'dynn (ms)', 'tfjs-layers (ms)', 'dynn / tfjs-layers'],
+      result.results.map((r) => [
+        r.model,
+        r.case,
+        ms(r.dynn_ms),
+        r.tfjs_ms === null ? `fails: \`${r.tfjs_error}\`` : ms(r.tfjs_ms),
+        r.ratio === null ? 'n/a' : r.ratio.toFixed(2),
+      ]),
+    ),
+  ].join('\n');
+}

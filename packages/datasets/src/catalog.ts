@@ -1,0 +1,117 @@
+import { isDynnError } from '@dynn/core';
+import type { DataLocation } from './byte-source.js';
+import type { DataFileName } from './data-manifest.js';
+import { readVerifiedBytes, resolveByteSource } from './read-data-file.js';
+
+/** Name of a bundled data set. */
+export type DatasetName =
+  | 'fashion-mnist'
+  | 'digits'
+  | 'austen'
+  | 'uci-messages'
+  | 'bitcoin-otc'
+  | 'movielens';
+
+/** A bundled data set: its name, what it is and the files it is read from. */
+export interface DatasetInfo {
+  /** Short name. */
+  name: DatasetName;
+  /** One line on what the set is. */
+  title: string;
+  /** The set's files, relative to the data folder. */
+  files: readonly DataFileName[];
+}
+
+/** Whether one data file is where the loaders look, and intact. */
+export interface DataFileStatus {
+  /** The file, relative to the data folder. */
+  file: DataFileName;
+  /** The path or URL it was looked for at. */
+  location: string;
+  /** True when the file exists there. */
+  present: boolean;
+  /** True when it exists and its SHA-256 matches. */
+  valid: boolean;
+}
+
+/** A bundled data set and the state of its files. */
+export interface DatasetStatus extends DatasetInfo {
+  /** The state of each of `files`. */
+  fileStatus: DataFileStatus[];
+  /** True when every file is present. */
+  present: boolean;
+  /** True when every file is present and intact, so the set's loader will succeed. */
+  valid: boolean;
+}
+
+/** The data sets bundled with the package, in the order {@link listDatasets} reports them. */
+export const DATASETS: readonly DatasetInfo[] = [
+  {
+    name: 'fashion-mnist',
+    title: 'Fashion-MNIST: 60,000 + 10,000 grey 28x28 clothing images, 10 classes',
+    files: [
+      'fashion-mnist/train-images-idx3-ubyte.gz',
+      'fashion-mnist/train-labels-idx1-ubyte.gz',
+      'fashion-mnist/t10k-images-idx3-ubyte.gz',
+      'fashion-mnist/t10k-labels-idx1-ubyte.gz',
+    ],
+  },
+  { name: 'digits', title: 'UCI optical digits: 1,797 8x8 handwritten digits', files: ['digits.csv.gz'] },
+  {
+    name: 'austen',
+    title: "Jane Austen's six novels: 4,025,032 characters, 81 symbols",
+    files: ['austen.txt.gz'],
+  },
+  {
+    name: 'uci-messages',
+    title: 'UC Irvine messages: temporal graph, 1,899 nodes, 59,835 edges',
+    files: ['CollegeMsg.txt.gz'],
+  },
+  {
+    name: 'bitcoin-otc',
+    title: 'Bitcoin-OTC trust ratings: temporal graph, 5,881 nodes, 35,592 edges',
+    files: ['soc-sign-bitcoinotc.csv.gz'],
+  },
+  {
+    name: 'movielens',
+    title: 'MovieLens small: 100,004 ratings, 671 users, 9,066 movies',
+    files: ['movielens_dslabs.csv.gz'],
+  },
+];
+
+async function fileStatus(file: DataFileName, location: DataLocation): Promise<DataFileStatus> {
+  const source = await resolveByteSource(location, file);
+  const status = { file, location: source.locate(file) };
+  try {
+    await readVerifiedBytes(file, source);
+    return { ...status, present: true, valid: true };
+  } catch (error) {
+    if (isDynnError(error, 'DATA_MISSING')) return { ...status, present: false, valid: false };
+    if (isDynnError(error, 'DATA_CORRUPT')) return { ...status, present: true, valid: false };
+    throw error;
+  }
+}
+
+/**
+ * Every bundled data set with whether its files are present and intact at `location` (by
+ * default, in Node, the package's own `data/` folder). Reads and hashes every file, about 33 MB.
+ * In a browser it needs `baseUrl` (or `source`), else it throws a `DATA_MISSING` `DynnError`.
+ *
+ * @example
+ * ```ts
+ * for (const set of await listDatasets()) console.log(set.name, set.valid ? 'ok' : 'unavailable');
+ * ```
+ */
+export async function listDatasets(location: DataLocation = {}): Promise<DatasetStatus[]> {
+  return Promise.all(
+    DATASETS.map(async (dataset) => {
+      const files = await Promise.all(dataset.files.map((file) => fileStatus(file, location)));
+      return {
+        ...dataset,
+        fileStatus: files,
+        present: files.every((file) => file.present),
+        valid: files.every((file) => file.valid),
+      };
+    }),
+  );
+}
