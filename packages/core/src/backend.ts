@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { DynnError } from './errors.js';
+import { ensureGradients } from './gradients.js';
 
 /** The tfjs backends dynn runs on. */
 export type BackendName = 'wasm' | 'cpu' | 'webgl' | 'webgpu';
@@ -43,7 +44,7 @@ export async function useBackend(name: BackendName, options: UseBackendOptions =
       `Unknown backend '${String(name)}'. Use one of: ${BACKEND_NAMES.join(', ')}.`,
     );
   }
-  const backendModule = await load();
+  const [backendModule] = await Promise.all([load(), ensureGradients()]);
   if (name === 'wasm' && options.wasmPaths !== undefined) {
     (backendModule as typeof import('@tensorflow/tfjs-backend-wasm')).setWasmPaths(options.wasmPaths);
   }

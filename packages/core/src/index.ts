@@ -62,3 +62,5 @@ export type {
 } from './train.js';
 export { evaluate, fit, Trainer } from './train.js';
 export { nodeTensorSpecs, validateGraph } from './validate.js';
+export { ensureGradients } from './gradients.js';
+export * from './io/index.js';

@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { DynnError } from './errors.js';
 import { forwardForTraining } from './executor.js';
+import { ensureGradients } from './gradients.js';
 import { HostBatches, type TensorOrMap } from './host-batches.js';
 import { correctCount, type LossFunction, type LossName, lossFunction } from './losses.js';
 import type { Model } from './model.js';
@@ -211,6 +212,7 @@ export class Trainer {
     const auxWeight = this.options.auxLossWeight ?? 1;
     let stateUpdates = new Map<string, tf.Tensor>();
     let correct: tf.Scalar | undefined;
+    await ensureGradients();
     try {
       const { value, grads } = tf.variableGrads(() => {
         const forward = forwardForTraining(model, feeds, this.options.options ?? {}, seed);

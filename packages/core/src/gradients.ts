@@ -1,0 +1,19 @@
+let registration: Promise<void> | undefined;
+
+function inNode(): boolean {
+  return typeof process !== 'undefined' && typeof process.versions?.node === 'string';
+}
+
+/**
+ * Makes sure tfjs's gradient functions are registered, once. `@tensorflow/tfjs-core` ships them
+ * only as an ES module of extensionless imports (`dist/register_all_gradients`), which bundlers
+ * load but Node cannot; in Node the tfjs-layers bundle registers the same gradients into the same
+ * global registry. Called by {@link useBackend} and before every training step.
+ */
+export function ensureGradients(): Promise<void> {
+  registration ??= (inNode()
+    ? import('@tensorflow/tfjs-layers')
+    : import('@tensorflow/tfjs-core/dist/register_all_gradients')
+  ).then(() => undefined);
+  return registration;
+}

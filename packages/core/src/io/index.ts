@@ -1,0 +1,12 @@
+export type { FileHandlerOptions } from './file-handler.js';
+export { FileHandler, fileHandler } from './file-handler.js';
+export type { FetchFunction } from './http-reader.js';
+export { HttpReader } from './http-reader.js';
+export type { LoadLimits } from './limits.js';
+export { DEFAULT_LOAD_LIMITS } from './limits.js';
+export type { LoadModelOptions } from './load-model.js';
+export { loadModel } from './load-model.js';
+export { MODEL_FORMAT, SHARD_BYTES } from './model-json.js';
+export type { ModelReader } from './reader.js';
+export type { SaveModelOptions } from './save-model.js';
+export { GENERATED_BY, saveModel } from './save-model.js';
