@@ -64,3 +64,8 @@ export { evaluate, fit, Trainer } from './train.js';
 export { nodeTensorSpecs, validateGraph } from './validate.js';
 export { ensureGradients } from './gradients.js';
 export * from './io/index.js';
+export { convertLayersTopology, importLayersModel, SUPPORTED_LAYER_CLASSES } from './keras/index.js';
+export type { ImportLayersModelOptions, LayersConversion, LayersModelSource } from './keras/index.js';
+export { ACTIVATIONS, activationAttr, applyActivation, gatherRows, linear, matMulFastGrad, takeRows } from './ops/basic/index.js';
+export type { ActivationName } from './ops/basic/index.js';
+export { batchMatMul } from './ops/sequence/index.js';

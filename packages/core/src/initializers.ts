@@ -15,6 +15,15 @@ export function initTensor(init: Initializer, shape: readonly number[], dtype: D
       return tf.ones([...shape], dtype);
     case 'constant':
       return tf.fill([...shape], init.value, dtype);
+    case 'concat': {
+      const total = init.parts.reduce((sum, part) => sum + part.size, 0);
+      const last = shape[shape.length - 1];
+      if (total !== last) throw new Error(`concat initializer parts sum to ${total}, not the last dimension ${last}`);
+      const parts = init.parts.map((part) => initTensor(part.init, [...shape.slice(0, -1), part.size], dtype, rng));
+      const joined = tf.concat(parts, -1);
+      tf.dispose(parts);
+      return joined;
+    }
     default: {
       const values = new Float32Array(size);
       const sample = samplerFor(init, rng);

@@ -51,7 +51,9 @@ export type Initializer =
   | { kind: 'glorotUniform'; fanIn: number; fanOut: number }
   | { kind: 'heNormal'; fanIn: number }
   | { kind: 'uniform'; min: number; max: number }
-  | { kind: 'normal'; mean: number; std: number };
+  | { kind: 'normal'; mean: number; std: number }
+  /** Parts initialised separately and joined along the last axis (e.g. an LSTM's forget-gate bias of ones). */
+  | { kind: 'concat'; parts: { size: number; init: Initializer }[] };
 
 /**
  * A tensor held by the model: trainable parameters (`params`) or non-trainable state (`state`:

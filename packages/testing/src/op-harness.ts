@@ -201,7 +201,7 @@ export async function checkOpGradients(
 
   const args = [...floatInputs.map((i) => c.inputs[i]!), ...paramNames.map((n) => allParams[n]!)];
   try {
-    tf.tidy(() => objective(...args)); // fixes the output weights
+    tf.dispose(tf.tidy(() => objective(...args))); // fixes the output weights
     const analytic = tf.grads(objective)(args);
     try {
       for (const [k, arg] of args.entries()) {

@@ -1,0 +1,209 @@
+import * as tf from '@tensorflow/tfjs-core';
+import type { Attrs, Dim, ValueInfo } from '../../ir.js';
+import { defineOp, type ParamSpec } from '../../op.js';
+import type { Rng } from '../../random.js';
+import { activationFlops } from '../basic/activation.js';
+import { linear } from '../basic/linear.js';
+import { batchMatMul } from './batched-matmul.js';
+
+/** Attributes of {@link multiHeadAttention}. */
+export interface MultiHeadAttentionAttrs extends Attrs {
+  numHeads: number;
+  keyDim: number;
+  valueDim: number | null;
+  useBias: boolean;
+  causal: boolean;
+  dropout: number;
+}
+
+/** Added to masked attention logits before the softmax, as Keras does for float32. */
+const MASKED_LOGIT = -1e9;
+
+function describe(dims: readonly Dim[]): string {
+  return `[${dims.join(', ')}]`;
+}
+
+/** Checks one [batch, time, features] input and returns its dims; the feature size must be known. */
+function sequenceDims(info: ValueInfo | undefined, name: string): [Dim, Dim, number] {
+  if (info === undefined || info.shape.length !== 3) {
+    throw new Error(`${name} must have shape [batch, time, features], got ${describe(info?.shape ?? [])}`);
+  }
+  const [batch, time, features] = info.shape as [Dim, Dim, Dim];
+  if (typeof features !== 'number') {
+    throw new Error(`${name} needs a known feature size (last dimension), got '${features}'`);
+  }
+  return [batch, time, features];
+}
+
+function sameWhenKnown(a: Dim, b: Dim): boolean {
+  return typeof a !== 'number' || typeof b !== 'number' || a === b;
+}
+
+/** Checks query, value and optional key; returns their feature sizes. */
+function checkInputs(inputs: readonly ValueInfo[]): { dq: number; dv: number; dk: number; query: Dim[] } {
+  const query = sequenceDims(inputs[0], 'query');
+  const value = sequenceDims(inputs[1], 'value');
+  const key = inputs[2] === undefined ? value : sequenceDims(inputs[2], 'key');
+  if (!sameWhenKnown(query[0], value[0]) || !sameWhenKnown(query[0], key[0])) {
+    throw new Error(
+      `query, value and key must share the batch dimension, got ${query[0]}, ${value[0]} and ${key[0]}`,
+    );
+  }
+  if (!sameWhenKnown(key[1], value[1])) {
+    throw new Error(`key and value must have the same length, got ${key[1]} and ${value[1]}`);
+  }
+  return { dq: query[2], dv: value[2], dk: key[2], query };
+}
+
+/**
+ * Glorot-uniform for a kernel of shape `shape`, with fans computed as Keras does for kernels of
+ * rank above 2: the leading axes form the receptive field, the last two are input and output.
+ */
+function kerasGlorot(shape: number[]): ParamSpec['init'] {
+  const receptive = shape.slice(0, -2).reduce((a, b) => a * b, 1);
+  return { kind: 'glorotUniform', fanIn: shape.at(-2)! * receptive, fanOut: shape.at(-1)! * receptive };
+}
+
+/**
+ * Projects [batch, time, d] with a [d, heads, dim] kernel and splits heads: [batch * heads, time,
+ * dim], or [batch * heads, dim, time] with `transposed` (keys, ready for `q @ k^T` in one transpose).
+ */
+function projectHeads(
+  x: tf.Tensor,
+  kernel: tf.Tensor,
+  bias: tf.Tensor | undefined,
+  transposed = false,
+): tf.Tensor3D {
+  const [batch, time, features] = x.shape as [number, number, number];
+  const [, heads, dim] = kernel.shape as [number, number, number];
+  const projected = linear(
+    x,
+    tf.reshape(kernel, [features, heads * dim]),
+    bias === undefined ? undefined : tf.reshape(bias, [heads * dim]),
+  );
+  const perHead = tf.reshape(projected, [batch, time, heads, dim]);
+  return transposed
+    ? tf.reshape(tf.transpose(perHead, [0, 2, 3, 1]), [batch * heads, dim, time])
+    : tf.reshape(tf.transpose(perHead, [0, 2, 1, 3]), [batch * heads, time, dim]);
+}
+
+/** Additive mask [tq, tv]: 0 where key j may be attended from query i (j <= i), else very negative. */
+function causalMask(tq: number, tv: number): tf.Tensor2D {
+  const values = new Float32Array(tq * tv);
+  for (let i = 0; i < tq; i++) {
+    for (let j = i + 1; j < tv; j++) values[i * tv + j] = MASKED_LOGIT;
+  }
+  return tf.tensor2d(values, [tq, tv]);
+}
+
+/**
+ * Inverted-dropout multipliers: element `n` (row-major order) is kept, scaled by 1 / (1 - rate),
+ * when the `n`-th draw of `rng` is at least `rate`, else zeroed.
+ */
+function dropoutMultipliers(rng: Rng, shape: number[], rate: number): tf.Tensor {
+  const values = new Float32Array(shape.reduce((a, b) => a * b, 1));
+  const kept = 1 / (1 - rate);
+  for (let n = 0; n < values.length; n++) values[n] = rng.next() >= rate ? kept : 0;
+  return tf.tensor(values, shape);
+}
+
+/**
+ * `core.MultiHeadAttention`: scaled dot-product attention over several heads, as Keras'
+ * `MultiHeadAttention`. Inputs `query` [batch, tq, dq], `value` [batch, tv, dv] and optional `key`
+ * [batch, tv, dk] (defaults to `value`); output [batch, tq, dq]. Each head attends with
+ * `softmax(q k^T / sqrt(keyDim)) v`; `causal` lets query i see keys j <= i only; `dropout` zeroes
+ * attention probabilities in training (mask drawn from the node's seeded generator, one draw per
+ * probability in [batch, heads, tq, tv] row-major order). Params mirror Keras: `queryKernel`
+ * [dq, heads, keyDim], `keyKernel` [dk, heads, keyDim], `valueKernel` [dv, heads, valueDim],
+ * `outputKernel` [heads, valueDim, dq], and with `useBias` `queryBias`, `keyBias` [heads, keyDim],
+ * `valueBias` [heads, valueDim], `outputBias` [dq].
+ */
+export const multiHeadAttention = defineOp<MultiHeadAttentionAttrs>({
+  type: 'core.MultiHeadAttention',
+  version: 1,
+  description: 'Multi-head scaled dot-product attention of a query sequence over a key/value sequence.',
+  attrs: {
+    numHeads: { kind: 'int', min: 1, doc: 'number of attention heads' },
+    keyDim: { kind: 'int', min: 1, doc: 'size of each head for query and key' },
+    valueDim: { kind: 'int', min: 1, default: null, doc: 'size of each head for value (null: keyDim)' },
+    useBias: { kind: 'bool', default: true, doc: 'add biases to the four projections' },
+    causal: { kind: 'bool', default: false, doc: 'query position i attends to key positions j <= i only' },
+    dropout: {
+      kind: 'float',
+      min: 0,
+      max: 1,
+      default: 0,
+      doc: 'dropout rate on attention probabilities in training, below 1',
+    },
+  },
+  inputs: { min: 2, max: 3 },
+  params(attrs, inputs) {
+    const { dq, dv, dk } = checkInputs(inputs);
+    const { numHeads: heads, keyDim } = attrs;
+    const valueDim = attrs.valueDim ?? keyDim;
+    const kernel = (name: string, shape: number[]): ParamSpec => ({ name, shape, init: kerasGlorot(shape) });
+    const bias = (name: string, shape: number[]): ParamSpec[] =>
+      attrs.useBias ? [{ name, shape, init: { kind: 'zeros' } }] : [];
+    return [
+      kernel('queryKernel', [dq, heads, keyDim]),
+      ...bias('queryBias', [heads, keyDim]),
+      kernel('keyKernel', [dk, heads, keyDim]),
+      ...bias('keyBias', [heads, keyDim]),
+      kernel('valueKernel', [dv, heads, valueDim]),
+      ...bias('valueBias', [heads, valueDim]),
+      kernel('outputKernel', [heads, valueDim, dq]),
+      ...bias('outputBias', [dq]),
+    ];
+  },
+  inferShape(attrs, inputs) {
+    const { query } = checkInputs(inputs);
+    if (attrs.dropout >= 1) throw new Error(`dropout must be below 1, got ${attrs.dropout}`);
+    return [{ shape: query, dtype: 'float32' }];
+  },
+  forward(ctx, inputs) {
+    const [query, value] = inputs as [tf.Tensor, tf.Tensor];
+    const key = inputs[2] ?? value;
+    const { numHeads: heads, keyDim, causal, dropout } = ctx.attrs;
+    const valueDim = ctx.attrs.valueDim ?? keyDim;
+    const p = ctx.params;
+    return [
+      tf.tidy(() => {
+        const [batch, tq, dq] = query.shape as [number, number, number];
+        const tv = value.shape[1]!;
+        const q = projectHeads(query, p.queryKernel!, p.queryBias);
+        const kT = projectHeads(key, p.keyKernel!, p.keyBias, true);
+        const v = projectHeads(value, p.valueKernel!, p.valueBias);
+        let logits: tf.Tensor = batchMatMul(tf.mul(q, 1 / Math.sqrt(keyDim)), kT);
+        if (causal) logits = tf.add(logits, causalMask(tq, tv));
+        let probs = tf.softmax(logits);
+        if (ctx.training && dropout > 0)
+          probs = tf.mul(probs, dropoutMultipliers(ctx.rng(), probs.shape, dropout));
+        const attended = batchMatMul(probs as tf.Tensor3D, v);
+        const merged = tf.reshape(
+          tf.transpose(tf.reshape(attended, [batch, heads, tq, valueDim]), [0, 2, 1, 3]),
+          [batch, tq, heads * valueDim],
+        );
+        return linear(merged, tf.reshape(p.outputKernel!, [heads * valueDim, dq]), p.outputBias);
+      }),
+    ];
+  },
+  flops(attrs, inputs) {
+    const [batch, tq, dq] = inputs[0] as [number, number, number];
+    const [, tv, dv] = inputs[1] as [number, number, number];
+    const dk = (inputs[2] ?? inputs[1])![2]!;
+    const { numHeads: heads, keyDim } = attrs;
+    const valueDim = attrs.valueDim ?? keyDim;
+    const queryWidth = heads * keyDim;
+    const valueWidth = heads * valueDim;
+    const projections =
+      2 * batch * (tq * dq * queryWidth + tv * dk * queryWidth + tv * dv * valueWidth + tq * valueWidth * dq);
+    const biases = attrs.useBias
+      ? batch * (tq * queryWidth + tv * queryWidth + tv * valueWidth + tq * dq)
+      : 0;
+    const scaling = batch * tq * queryWidth;
+    const scores = batch * heads * tq * tv;
+    const attention = 2 * scores * keyDim + 2 * scores * valueDim;
+    const softmax = scores * (activationFlops('softmax') + (attrs.causal ? 1 : 0));
+    return projections + biases + scaling + attention + softmax;
+  },
+});
