@@ -38,7 +38,9 @@ export function buildProgram(out: (text: string) => void, err: (text: string) =>
     .option('--test-limit <n>', 'evaluate on the first N test images only (quick runs)', positiveInt)
     .option('--no-progress', 'no progress bar')
     .action(async (opts) => {
-      const result = await runDemo({ ...opts, backend: opts.backend as BackendName }, (line) => err(`${line}\n`));
+      const result = await runDemo({ ...opts, backend: opts.backend as BackendName }, (line) =>
+        err(`${line}\n`),
+      );
       out(
         [
           `test accuracy: ${(result.testAccuracy * 100).toFixed(2)}%`,
@@ -87,19 +89,25 @@ export function buildProgram(out: (text: string) => void, err: (text: string) =>
     .argument('<out-dir>', 'folder to write the dynn model to')
     .action(async (source: string, outDir: string) => {
       const result = await convert(source, outDir);
-      out(`wrote ${result.file}: ${result.nodes} nodes, ${result.params.toLocaleString('en-US')} parameters\n`);
+      out(
+        `wrote ${result.file}: ${result.nodes} nodes, ${result.params.toLocaleString('en-US')} parameters\n`,
+      );
     });
 
   const bench = program.command('bench').description('measure dynn against its baselines, side by side');
   bench
     .command('core')
-    .description('MLP and demo CNN in dynn vs tfjs-layers on wasm: inference (batch 1, 256) and a training step (batch 64)')
+    .description(
+      'MLP and demo CNN in dynn vs tfjs-layers on wasm: inference (batch 1, 256) and a training step (batch 64)',
+    )
     .option('--json', 'print JSON')
     .option('--warmup <n>', 'untimed runs before timing', positiveInt, 3)
     .option('--repeats <n>', 'timed runs per case (the median is reported)', positiveInt, 15)
     .option('--update-docs <file>', 'write the table into this markdown file (between bench:core markers)')
     .action(async (opts: { json?: boolean; warmup: number; repeats: number; updateDocs?: string }) => {
-      const result = await runBenchCore({ warmup: opts.warmup, repeats: opts.repeats }, (label) => err(`measuring ${label}\n`));
+      const result = await runBenchCore({ warmup: opts.warmup, repeats: opts.repeats }, (label) =>
+        err(`measuring ${label}\n`),
+      );
       if (opts.updateDocs) {
         const document = await readFile(opts.updateDocs, 'utf8').catch(() => '# Benchmarks\n');
         await writeFile(opts.updateDocs, replaceSection(document, 'bench:core', benchCoreMarkdown(result)));

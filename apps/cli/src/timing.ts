@@ -15,7 +15,10 @@ export interface TimingOptions {
  * Runs `body` `warmup` times untimed, then `repeats` times timed, and returns the median
  * milliseconds. `body` must finish its work (read results back) before resolving.
  */
-export async function timeMedian(body: () => Promise<void>, { warmup, repeats }: TimingOptions): Promise<number> {
+export async function timeMedian(
+  body: () => Promise<void>,
+  { warmup, repeats }: TimingOptions,
+): Promise<number> {
   for (let i = 0; i < warmup; i++) await body();
   const times: number[] = [];
   for (let i = 0; i < repeats; i++) {

@@ -50,7 +50,8 @@ function layersTwin(name: 'mlp' | 'cnn', model: Model): tfl.Sequential {
   twin.setWeights([...model.params.values()]);
   twin.compile({
     optimizer: tf.train.adam(1e-3),
-    loss: (yTrue: tf.Tensor, yPred: tf.Tensor) => tf.losses.softmaxCrossEntropy(tf.oneHot(tf.cast(tf.reshape(yTrue, [-1]), 'int32'), 10), yPred),
+    loss: (yTrue: tf.Tensor, yPred: tf.Tensor) =>
+      tf.losses.softmaxCrossEntropy(tf.oneHot(tf.cast(tf.reshape(yTrue, [-1]), 'int32'), 10), yPred),
   });
   return twin;
 }
@@ -88,12 +89,22 @@ export async function runBenchCore(
       const x = tf.randomUniform([batch, ...shape], 0, 1, 'float32', 7);
       const dynn = await timeMedian(async () => readBack(await model.predict(x)), timing);
       const tfjs = await timeMedian(async () => readBack(twin.predict(x) as tf.Tensor), timing);
-      rows.push({ model: label, case: `inference, batch ${batch}`, dynn_ms: dynn, tfjs_ms: tfjs, ratio: dynn / tfjs, tfjs_error: null });
+      rows.push({
+        model: label,
+        case: `inference, batch ${batch}`,
+        dynn_ms: dynn,
+        tfjs_ms: tfjs,
+        ratio: dynn / tfjs,
+        tfjs_error: null,
+      });
       x.dispose();
     }
     onProgress(`${label}: training step, batch 64`);
     const x = tf.randomUniform([64, ...shape], 0, 1, 'float32', 8);
-    const y = tf.tensor1d(Int32Array.from({ length: 64 }, (_, i) => i % 10), 'int32');
+    const y = tf.tensor1d(
+      Int32Array.from({ length: 64 }, (_, i) => i % 10),
+      'int32',
+    );
     const dynn = await timeMedian(async () => {
       await trainer.step(x, y);
     }, timing);

@@ -1,0 +1,134 @@
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createModel, createRuntime, fileHandler, saveModel, useBackend } from '@dynn/core';
+import * as tf from '@tensorflow/tfjs-core';
+import * as tfl from '@tensorflow/tfjs-layers';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildProgram } from './cli.js';
+import { mlpGraph } from './demo-models.js';
+
+async function cli(...args: string[]): Promise<{ out: string; err: string; code: number }> {
+  let out = '';
+  let err = '';
+  const program = buildProgram(
+    (text) => {
+      out += text;
+    },
+    (text) => {
+      err += text;
+    },
+  );
+  try {
+    await program.parseAsync(['node', 'dynn', ...args]);
+    return { out, err, code: 0 };
+  } catch (error) {
+    const e = error as { exitCode?: number; message: string };
+    return { out, err: err + e.message, code: e.exitCode ?? 1 };
+  }
+}
+
+let dir: string;
+beforeAll(async () => {
+  await useBackend('wasm');
+  dir = await mkdtemp(join(tmpdir(), 'dynn-cli-'));
+  const runtime = createRuntime();
+  const model = createModel(runtime, mlpGraph(runtime), { seed: 2 });
+  await saveModel(model, join(dir, 'mlp'));
+  model.dispose();
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('dynn CLI', () => {
+  it.each([['demo'], ['inspect'], ['predict'], ['convert'], ['bench', 'core']])(
+    '%s --help describes the command',
+    async (...command) => {
+      const { out, code } = await cli(...command, '--help');
+      expect(code).toBe(0);
+      expect(out).toMatch(/^Usage: dynn/);
+    },
+  );
+
+  it('inspect prints nodes, shapes, parameters and FLOPs', async () => {
+    const { out } = await cli('inspect', join(dir, 'mlp', 'model.json'), '--json');
+    const inspection = JSON.parse(out);
+    expect(inspection.nodes.map((n: { name: string }) => n.name)).toEqual(['dense1', 'dense2', 'classifier']);
+    expect(inspection.totalParams).toBe(784 * 512 + 512 + 512 * 512 + 512 + 512 * 10 + 10);
+    expect(inspection.nodes[0].flops).toBeGreaterThanOrEqual(2 * 784 * 512);
+    const text = await cli('inspect', join(dir, 'mlp', 'model.json'));
+    expect(text.out).toContain('| dense1 | core.Dense | [batch, 512] |');
+  });
+
+  it('predict runs a model on a JSON input', async () => {
+    const input = join(dir, 'input.json');
+    await writeFile(input, JSON.stringify([Array(784).fill(0.5), Array(784).fill(0)]));
+    const { out, code } = await cli('predict', join(dir, 'mlp', 'model.json'), '--input', input, '--json');
+    expect(code).toBe(0);
+    const prediction = JSON.parse(out);
+    expect(prediction.logits.shape).toEqual([2, 10]);
+    expect(prediction.logits.values[1]).toEqual(Array(10).fill(0));
+  });
+
+  it('predict names the file when the input is not JSON', async () => {
+    const input = join(dir, 'broken.json');
+    await writeFile(input, '[1, 2');
+    const { code, err } = await cli('predict', join(dir, 'mlp', 'model.json'), '--input', input);
+    expect(code).toBe(1);
+    expect(err).toContain('broken.json');
+  });
+
+  it('convert turns a tfjs-layers model into a dynn model with equal outputs', async () => {
+    const layers = tfl.sequential({
+      layers: [
+        tfl.layers.dense({ units: 4, activation: 'relu', inputShape: [3] }),
+        tfl.layers.dense({ units: 2 }),
+      ],
+    });
+    await layers.save(fileHandler(join(dir, 'keras')));
+    const { out, code } = await cli('convert', join(dir, 'keras', 'model.json'), join(dir, 'converted'));
+    expect(code).toBe(0);
+    expect(out).toContain('2 nodes');
+    const input = join(dir, 'small.json');
+    await writeFile(input, JSON.stringify([[1, -2, 3]]));
+    const prediction = JSON.parse(
+      (await cli('predict', join(dir, 'converted', 'model.json'), '--input', input, '--json')).out,
+    );
+    const x = tf.tensor2d([[1, -2, 3]]);
+    const expected = layers.predict(x) as tf.Tensor;
+    const values = Object.values(prediction)[0] as { values: number[][] };
+    const want = await expected.array();
+    values.values[0]!.forEach((v, i) => {
+      expect(v).toBeCloseTo((want as number[][])[0]![i]!, 5);
+    });
+    tf.dispose([x, expected]);
+    layers.dispose();
+    expect(JSON.parse(await readFile(join(dir, 'converted', 'model.json'), 'utf8')).format).toBe(
+      'dynn-graph',
+    );
+  });
+
+  it('demo trains, evaluates and writes a report (smoke run)', async () => {
+    const out = join(dir, 'demo');
+    const result = await cli(
+      'demo',
+      '--epochs',
+      '1',
+      '--train-limit',
+      '512',
+      '--test-limit',
+      '256',
+      '--no-progress',
+      '--out',
+      out,
+    );
+    expect(result.err).toContain('backend: wasm');
+    expect(result.code).toBe(0);
+    expect(result.out).toMatch(/test accuracy: \d+\.\d+%/);
+    expect(result.out).toMatch(/FLOPs per image: [\d.]+ MFLOPs/);
+    const report = await readFile(join(out, 'README.md'), 'utf8');
+    expect(report).toContain('![training curve](training-curve.svg)');
+    expect(await readFile(join(out, 'training-curve.svg'), 'utf8')).toMatch(/^<svg/);
+  }, 120_000);
+});
