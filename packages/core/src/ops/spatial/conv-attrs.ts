@@ -1,0 +1,79 @@
+import type { Attrs, ValueInfo } from '../../ir.js';
+import type { AttrSpec } from '../../op.js';
+import type { ActivationName } from '../basic/activation.js';
+import {
+  checkStridesOrDilations,
+  type ImageInfo,
+  imageInfo,
+  type PaddingMode,
+  type Pair,
+  spatialPair,
+  type WindowOptions,
+} from './conv-geometry.js';
+
+/** Attribute schema entries shared by the convolution ops (`Conv2D`, `DepthwiseConv2D`, `SeparableConv2D`). */
+export const convAttrs = {
+  kernelSize: {
+    kind: 'ints',
+    min: 1,
+    doc: 'kernel [height, width] (one value: square)',
+  },
+  strides: { kind: 'ints', min: 1, default: [1, 1], doc: 'step [height, width] between windows' },
+  dilations: {
+    kind: 'ints',
+    min: 1,
+    default: [1, 1],
+    doc: 'spacing [height, width] between kernel taps; cannot exceed 1 together with strides',
+  },
+  useBias: { kind: 'bool', default: true, doc: 'adds a learned bias per output channel' },
+} satisfies Record<string, AttrSpec>;
+
+/** The attribute schema entry for `depthMultiplier`: output channels per input channel of a depthwise step. */
+export const depthMultiplierAttr: AttrSpec = {
+  kind: 'int',
+  min: 1,
+  default: 1,
+  doc: 'output channels per input channel of the depthwise step',
+};
+
+/** The resolved attributes every convolution op has. */
+export interface ConvWindowAttrs extends Attrs {
+  kernelSize: number[];
+  strides: number[];
+  padding: PaddingMode;
+  dilations: number[];
+  useBias: boolean;
+  activation: ActivationName;
+}
+
+/** A convolution's kernel size and window options, read from its attributes and checked. */
+export interface ConvWindow {
+  kernel: Pair;
+  options: WindowOptions;
+}
+
+/**
+ * Reads the kernel size, strides, dilations and padding of a convolution op, throwing a clear
+ * error when a pair has the wrong length or strides and dilations both exceed 1.
+ */
+export function convWindow(attrs: ConvWindowAttrs): ConvWindow {
+  const kernel = spatialPair(attrs.kernelSize, 'kernelSize');
+  const strides = spatialPair(attrs.strides, 'strides');
+  const dilations = spatialPair(attrs.dilations, 'dilations');
+  checkStridesOrDilations(strides, dilations);
+  return { kernel, options: { strides, dilations, padding: attrs.padding } };
+}
+
+/** Checks a convolution's single float32 NHWC input and returns its dimensions. */
+export function convInput(inputs: readonly ValueInfo[]): ImageInfo {
+  const input = inputs[0];
+  if (input !== undefined && input.dtype !== 'float32') {
+    throw new Error(`expects a float32 input, got ${input.dtype}`);
+  }
+  return imageInfo(input);
+}
+
+/** Product of the dimensions of a concrete shape. */
+export function sizeOf(shape: readonly number[]): number {
+  return shape.reduce((a, b) => a * b, 1);
+}
