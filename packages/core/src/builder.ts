@@ -12,7 +12,7 @@ import {
 } from './ir.js';
 import type { Runtime } from './runtime.js';
 import { inferNodeOutputs } from './shape-inference.js';
-import { nodeTensorSpecs } from './validate.js';
+import { addTensor, nodeTensorSpecs } from './validate.js';
 
 /** Options of one {@link GraphBuilder.add} call. */
 export interface AddOptions {
@@ -141,8 +141,8 @@ export class GraphBuilder {
     const tensors = nodeTensorSpecs(this.runtime, node, inputInfos);
     this.nodes.push(node);
     for (const info of infos) this.values.set(info.name, info);
-    this.params.push(...tensors.params);
-    this.state.push(...tensors.state);
+    for (const t of tensors.params) addTensor(this.params, t.info);
+    for (const t of tensors.state) addTensor(this.state, t.info);
     return outputs;
   }
 

@@ -173,6 +173,29 @@ describeEachBackend('executor', () => {
     model.dispose();
   });
 
+  it('computes only the requested outputs', async () => {
+    const b = new GraphBuilder(runtime);
+    const x = b.input('x', 'float32', ['batch', 2]);
+    const kept = b.add('test.Scale', x, {}, { name: 'kept' });
+    const skipped = b.add('test.Count', x, {}, { name: 'skipped' });
+    const model = createModel(runtime, b.build({ kept, skipped }));
+    const input = tf.tensor2d([[1, 2]]);
+    seen.length = 0;
+    await expectNoLeaks(async () => {
+      const { outputs, report } = await model.run(input, { outputs: ['kept'] });
+      expect(Object.keys(outputs)).toEqual(['kept']);
+      expect(report!.nodes.map((n) => n.name)).toEqual(['kept']);
+      expect(seen).toEqual([]);
+      outputs.kept!.dispose();
+      const single = await model.predict(input, { output: 'skipped' });
+      expect(seen).toEqual([1]);
+      single.dispose();
+    });
+    await expect(model.run(input, { outputs: ['nope'] })).rejects.toThrow(/No graph output 'nope'/);
+    input.dispose();
+    model.dispose();
+  });
+
   it('rejects bad inputs with a clear error', async () => {
     const model = createModel(runtime, dynamicGraph());
     const wrongShape = tf.zeros([2, 3]);
@@ -188,6 +211,21 @@ describeEachBackend('executor', () => {
     model.dispose();
     await expect(model.run(wrongShape)).rejects.toSatisfy((e) => isDynnError(e, 'INVALID_OPTION'));
   });
+});
+
+it('lets nodes share one tensor by name', async () => {
+  const b = new GraphBuilder(runtime);
+  const x = b.input('x', 'float32', ['batch', 2]);
+  const y = b.add('test.SharedBias', b.add('test.SharedBias', x, { key: 'head/bias' }), { key: 'head/bias' });
+  const graph = b.build({ y });
+  expect(graph.params.map((p) => p.name)).toEqual(['head/bias']);
+  const model = createModel(runtime, graph);
+  model.params.get('head/bias')!.assign(tf.tensor1d([1, 10]));
+  const input = tf.tensor2d([[0, 0]]);
+  const out = await model.predict(input);
+  await expectClose(out, [2, 20]);
+  tf.dispose([input, out]);
+  model.dispose();
 });
 
 it('names the package to install for an unknown op', () => {

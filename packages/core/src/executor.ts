@@ -5,6 +5,7 @@ import type { Model } from './model.js';
 import { type OpResult, type RunOptions, resolveAttrs } from './op.js';
 import { type AuxLoss, createOpContext, type OpSideEffects } from './op-context.js';
 import { takeRows } from './ops/basic/tensor-rows.js';
+import { type NodeTensor, nodeTensorSpecs } from './validate.js';
 
 /** What {@link Model.run} takes. */
 export interface RunRequest {
@@ -20,6 +21,8 @@ export interface RunRequest {
   seed?: number;
   /** Reject inputs holding NaN or infinity (default true; costs one small readback per input). */
   checkInputs?: boolean;
+  /** Graph outputs to compute (default all). Nodes no requested output depends on are skipped. */
+  outputs?: readonly string[];
 }
 
 /** What one node computed during a run. */
@@ -80,13 +83,14 @@ export function nodeTensors(model: Model, node: GraphNode) {
   }
   let entry = cache.get(node.name);
   if (entry === undefined) {
-    const pick = (store: ReadonlyMap<string, tf.Variable>) => {
-      const out: Record<string, tf.Tensor> = {};
-      const prefix = `${node.name}/`;
-      for (const [name, v] of store) if (name.startsWith(prefix)) out[name.slice(prefix.length)] = v;
-      return out;
-    };
-    entry = { params: pick(model.params), state: pick(model.state) };
+    const specs = nodeTensorSpecs(
+      model.runtime,
+      node,
+      node.inputs.map((name) => model.values.get(name)!),
+    );
+    const pick = (list: NodeTensor[], store: ReadonlyMap<string, tf.Variable>) =>
+      Object.fromEntries(list.map((t) => [t.local, store.get(t.info.name)!]));
+    entry = { params: pick(specs.params, model.params), state: pick(specs.state, model.state) };
     cache.set(node.name, entry);
   }
   return entry;
@@ -177,13 +181,35 @@ export async function prepareFeeds(
   return { feeds, batchSize: batchSize ?? 1 };
 }
 
-function lastUses(model: Model): Map<string, number> {
+/** The graph outputs a run returns, checked against the graph. */
+function requestedOutputs(model: Model, requested: readonly string[] | undefined): string[] {
+  const all = model.graph.outputs.map((o) => o.name);
+  if (requested === undefined) return all;
+  for (const name of requested) {
+    if (!all.includes(name)) {
+      throw new DynnError('INVALID_OPTION', `No graph output '${name}'. Outputs: ${all.join(', ')}.`);
+    }
+  }
+  return [...new Set(requested)];
+}
+
+/** Which nodes the wanted outputs depend on, and the index of each value's last reader among them. */
+function plan(model: Model, wanted: readonly string[]): { needed: boolean[]; last: Map<string, number> } {
+  const nodes = model.graph.nodes;
+  const neededValues = new Set(wanted);
+  const needed = new Array<boolean>(nodes.length).fill(false);
+  for (let i = nodes.length - 1; i >= 0; i--) {
+    const node = nodes[i]!;
+    if (!node.outputs.some((o) => neededValues.has(o))) continue;
+    needed[i] = true;
+    for (const input of node.inputs) neededValues.add(input);
+  }
   const last = new Map<string, number>();
-  model.graph.nodes.forEach((node, i) => {
-    for (const name of node.inputs) last.set(name, i);
+  nodes.forEach((node, i) => {
+    if (needed[i]) for (const name of node.inputs) last.set(name, i);
   });
-  for (const output of model.graph.outputs) last.set(output.name, Number.POSITIVE_INFINITY);
-  return last;
+  for (const name of wanted) last.set(name, Number.POSITIVE_INFINITY);
+  return { needed, last };
 }
 
 /** Positions of `wanted` (ascending original rows) inside `held` (ascending, a superset). */
@@ -258,8 +284,9 @@ async function assemble(name: string, pieces: Piece[], batchSize: number): Promi
 }
 
 function applyEffects(model: Model, node: GraphNode, effects: OpSideEffects): void {
+  const { state } = nodeTensors(model, node);
   for (const [local, value] of effects.stateUpdates) {
-    model.state.get(`${node.name}/${local}`)!.assign(value);
+    (state[local] as tf.Variable).assign(value);
     value.dispose();
   }
 }
@@ -274,7 +301,8 @@ export async function execute(model: Model, request: RunRequest): Promise<RunRes
   const training = request.training ?? false;
   const wantReport = request.report ?? true;
   const seed = request.seed ?? 0;
-  const last = lastUses(model);
+  const wanted = requestedOutputs(model, request.outputs);
+  const { needed, last } = plan(model, wanted);
   const slots = new Map<string, Slot>();
   const holders = new Map<tf.Tensor, number>();
   // Tensors the caller or the model owns are never disposed here, even if an op passes them on.
@@ -301,7 +329,7 @@ export async function execute(model: Model, request: RunRequest): Promise<RunRes
   let active = all;
   const pieces = new Map<string, Piece[]>();
   const servedBy: Record<string, string[]> = {};
-  for (const output of model.graph.outputs) servedBy[output.name] = new Array<string>(batchSize).fill('');
+  for (const name of wanted) servedBy[name] = new Array<string>(batchSize).fill('');
   const nodes: NodeReport[] = [];
   const losses: AuxLoss[] = [];
   let fullFlops = 0;
@@ -317,6 +345,7 @@ export async function execute(model: Model, request: RunRequest): Promise<RunRes
 
   try {
     for (const [index, node] of model.graph.nodes.entries()) {
+      if (!needed[index]) continue;
       const def = model.runtime.op(node.op, node.name);
       const attrs = resolveAttrs(def, node.attrs, node.name);
       const fullShape = (name: string) =>
@@ -365,6 +394,10 @@ export async function execute(model: Model, request: RunRequest): Promise<RunRes
       if (!Array.isArray(result) && result.retire !== undefined) {
         const retired = validateRetirement(node, model, result, active);
         for (const [name, t] of Object.entries(result.retire.outputs)) {
+          if (!wanted.includes(name)) {
+            t.dispose();
+            continue;
+          }
           const list = pieces.get(name) ?? [];
           list.push({ rows: retired, tensor: t });
           pieces.set(name, list);
@@ -389,7 +422,7 @@ export async function execute(model: Model, request: RunRequest): Promise<RunRes
     }
 
     const results: Record<string, tf.Tensor> = {};
-    for (const output of model.graph.outputs) {
+    for (const output of model.graph.outputs.filter((o) => wanted.includes(o.name))) {
       const list = pieces.get(output.name) ?? [];
       const slot = slots.get(output.name);
       if (slot !== undefined && active.length > 0) {
@@ -419,8 +452,8 @@ export async function execute(model: Model, request: RunRequest): Promise<RunRes
 export interface TrainingForward {
   outputs: Record<string, tf.Tensor>;
   losses: AuxLoss[];
-  /** State updates by full state name, kept out of the caller's tidy until applied. */
-  stateUpdates: Map<string, tf.Tensor>;
+  /** New values for state variables, kept out of the caller's tidy until applied. */
+  stateUpdates: Map<tf.Variable, tf.Tensor>;
 }
 
 /**
@@ -436,7 +469,7 @@ export function forwardForTraining(
 ): TrainingForward {
   const values = new Map<string, tf.Tensor>(feeds);
   const losses: AuxLoss[] = [];
-  const stateUpdates = new Map<string, tf.Tensor>();
+  const stateUpdates = new Map<tf.Variable, tf.Tensor>();
   const batchSize = feeds.values().next().value?.shape[0] ?? 1;
   const rows = { batchSize, indices: Int32Array.from({ length: batchSize }, (_, i) => i) };
   for (const node of model.graph.nodes) {
@@ -469,7 +502,7 @@ export function forwardForTraining(
     });
     losses.push(...effects.losses);
     for (const [local, value] of effects.stateUpdates)
-      stateUpdates.set(`${node.name}/${local}`, tf.keep(value));
+      stateUpdates.set(state[local] as tf.Variable, tf.keep(value));
   }
   const outputs: Record<string, tf.Tensor> = {};
   for (const output of model.graph.outputs) outputs[output.name] = values.get(output.name)!;

@@ -61,7 +61,8 @@ export type {
   TrainerOptions,
 } from './train.js';
 export { evaluate, fit, Trainer } from './train.js';
-export { nodeTensorSpecs, validateGraph } from './validate.js';
+export { addTensor, nodeTensorSpecs, validateGraph } from './validate.js';
+export type { NodeTensor } from './validate.js';
 export { ensureGradients } from './gradients.js';
 export * from './io/index.js';
 export { convertLayersTopology, importLayersModel, SUPPORTED_LAYER_CLASSES } from './keras/index.js';

@@ -6,7 +6,7 @@ import { BATCH, type Graph, type TensorInfo, type ValueInfo } from './ir.js';
 import { resolveAttrs } from './op.js';
 import { createRng, seedFor } from './random.js';
 import type { Runtime } from './runtime.js';
-import { validateGraph } from './validate.js';
+import { nodeTensorSpecs, validateGraph } from './validate.js';
 
 /** Options for {@link createModel}. */
 export interface CreateModelOptions {
@@ -73,15 +73,14 @@ export class Model {
     return execute(this, { ...request, inputs });
   }
 
-  /** Convenience: runs and returns the first graph output alone. */
+  /** Convenience: runs and returns one graph output (default: the first) alone. */
   async predict(
     inputs: tf.Tensor | Record<string, tf.Tensor>,
-    request: Omit<RunRequest, 'inputs' | 'report'> = {},
+    request: Omit<RunRequest, 'inputs' | 'report' | 'outputs'> & { output?: string } = {},
   ): Promise<tf.Tensor> {
-    const result = await this.run(inputs, { ...request, report: false });
-    const [first, ...rest] = this.graph.outputs;
-    tf.dispose(rest.map((o) => result.outputs[o.name]!));
-    return result.outputs[first!.name]!;
+    const { output = this.graph.outputs[0]!.name, ...rest } = request;
+    const result = await this.run(inputs, { ...rest, report: false, outputs: [output] });
+    return result.outputs[output]!;
   }
 
   /** Number of trainable parameter elements. */
@@ -100,8 +99,11 @@ export class Model {
       const attrs = resolveAttrs(def, node.attrs, node.name);
       const inputs = node.inputs.map(concrete);
       const outputs = node.outputs.map(concrete);
-      let params = 0;
-      for (const [name, v] of this.params) if (name.startsWith(`${node.name}/`)) params += v.size;
+      const params = nodeTensorSpecs(
+        this.runtime,
+        node,
+        node.inputs.map((name) => this.values.get(name)!),
+      ).params.reduce((sum, t) => sum + t.info.shape.reduce((a, b) => a * b, 1), 0);
       return {
         name: node.name,
         op: node.op,

@@ -39,6 +39,11 @@ export interface ParamSpec {
   shape: number[];
   dtype?: DType;
   init: Initializer;
+  /**
+   * Graph-level name of a tensor several nodes share (one output head for every exit, tied
+   * embeddings). Without it the tensor is the node's own, named `<node>/<name>`.
+   */
+  shared?: string;
 }
 
 /** Shape and dtype of one output, as computed by an op's `inferShape`. */

@@ -210,7 +210,7 @@ export class Trainer {
       model.graph.outputs.map((o) => o.name),
     );
     const auxWeight = this.options.auxLossWeight ?? 1;
-    let stateUpdates = new Map<string, tf.Tensor>();
+    let stateUpdates = new Map<tf.Variable, tf.Tensor>();
     let correct: tf.Scalar | undefined;
     await ensureGradients();
     try {
@@ -234,7 +234,7 @@ export class Trainer {
       this.optimizer.applyGradients(clipped);
       if (clipped !== grads) tf.dispose(clipped);
       tf.dispose(grads);
-      for (const [name, update] of stateUpdates) model.state.get(name)!.assign(update);
+      for (const [variable, update] of stateUpdates) variable.assign(update);
       const [loss] = await value.data();
       value.dispose();
       if (!Number.isFinite(loss)) {

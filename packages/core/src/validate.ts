@@ -1,25 +1,55 @@
 import { DynnError } from './errors.js';
 import type { Graph, GraphNode, TensorInfo, ValueInfo } from './ir.js';
-import { resolveAttrs } from './op.js';
+import { type ParamSpec, resolveAttrs } from './op.js';
 import type { Runtime } from './runtime.js';
 import { inferShapes } from './shape-inference.js';
 
-/** The parameters and state tensors a node needs, named `<node>/<local name>`. */
+/** One tensor a node uses: its local name in the op and its declaration in the graph. */
+export interface NodeTensor {
+  local: string;
+  info: TensorInfo;
+}
+
+/**
+ * The parameters and state tensors a node needs: named `<node>/<local name>`, or by the op's
+ * `shared` name when several nodes share one tensor.
+ */
 export function nodeTensorSpecs(
   runtime: Runtime,
   node: GraphNode,
   inputs: readonly ValueInfo[],
-): { params: TensorInfo[]; state: TensorInfo[] } {
+): { params: NodeTensor[]; state: NodeTensor[] } {
   const def = runtime.op(node.op, node.name);
   const attrs = resolveAttrs(def, node.attrs, node.name);
-  const named = (specs: ReturnType<NonNullable<typeof def.params>> | undefined): TensorInfo[] =>
+  const named = (specs: ParamSpec[] | undefined): NodeTensor[] =>
     (specs ?? []).map((spec) => ({
-      name: `${node.name}/${spec.name}`,
-      dtype: spec.dtype ?? 'float32',
-      shape: spec.shape,
-      init: spec.init,
+      local: spec.name,
+      info: {
+        name: spec.shared ?? `${node.name}/${spec.name}`,
+        dtype: spec.dtype ?? 'float32',
+        shape: spec.shape,
+        init: spec.init,
+      },
     }));
   return { params: named(def.params?.(attrs, inputs)), state: named(def.state?.(attrs, inputs)) };
+}
+
+/**
+ * Adds `tensor` to `list` unless a tensor of that name is there already (a shared tensor); a
+ * second declaration must agree on dtype and shape.
+ */
+export function addTensor(list: TensorInfo[], tensor: TensorInfo): void {
+  const existing = list.find((t) => t.name === tensor.name);
+  if (existing === undefined) {
+    list.push(tensor);
+    return;
+  }
+  if (existing.dtype !== tensor.dtype || existing.shape.join(',') !== tensor.shape.join(',')) {
+    throw new DynnError(
+      'SHAPE_MISMATCH',
+      `Shared tensor '${tensor.name}' is used as ${existing.dtype}[${existing.shape}] and as ${tensor.dtype}[${tensor.shape}].`,
+    );
+  }
 }
 
 function checkTensors(
@@ -114,8 +144,8 @@ export function validateGraph(runtime: Runtime, graph: Graph, file?: string): Ma
       node,
       node.inputs.map((name) => values.get(name)!),
     );
-    params.push(...specs.params);
-    state.push(...specs.state);
+    for (const t of specs.params) addTensor(params, t.info);
+    for (const t of specs.state) addTensor(state, t.info);
   }
   checkTensors('params', graph.params, params, file);
   checkTensors('state', graph.state, state, file);
