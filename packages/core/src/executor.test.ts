@@ -84,11 +84,26 @@ const accumulate = defineOp({
   flops: size,
 });
 
+/** Adds a bias shared by every node that names the same `key`. */
+const sharedBias = defineOp({
+  type: 'test.SharedBias',
+  version: 1,
+  description: 'Adds a bias shared across nodes.',
+  attrs: { key: { kind: 'string' } },
+  inputs: { min: 1 },
+  params: (attrs, [x]) => [
+    { name: 'bias', shape: [x!.shape[1] as number], init: { kind: 'ones' }, shared: attrs.key as string },
+  ],
+  inferShape: elementwise,
+  forward: (ctx, [x]) => [tf.add(x!, ctx.params.bias!)],
+  flops: size,
+});
+
 const testPlugin = definePlugin({
   name: 'test-plugin',
   domain: 'test',
   opset: 1,
-  ops: [scale, count, retire, accumulate],
+  ops: [scale, count, retire, accumulate, sharedBias],
 });
 const runtime = createRuntime({ plugins: [testPlugin] });
 
