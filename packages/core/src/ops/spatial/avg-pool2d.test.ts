@@ -23,7 +23,7 @@ interface PoolCase {
 
 const CASES: PoolCase[] = [
   {},
-  // 'same' with strides 2 on odd sizes: asymmetric padding; border windows average fewer positions.
+  // 'same' with strides 2: 1 + 1 padded rows, 0 + 1 columns; border windows average fewer positions.
   { poolSize: [3, 3], strides: [2, 2], padding: 'same' },
   { poolSize: [2, 3], strides: [1, 2] },
   { poolSize: [3], padding: 'same' },

@@ -34,9 +34,11 @@ function columnMean(x: tf.Tensor2D): tf.Tensor2D {
 
 /**
  * Batch normalisation of the columns of `x` (`[rows, channels]`) with batch statistics, with a
- * hand-written gradient. tfjs's own gradient of `tf.moments` and of the broadcast products sums
- * over leading axes (a transpose then a reduction per sum, slow on wasm); here every column sum
- * is a plain `ones @ m` matMul. The gradient with respect to `x` is the usual
+ * hand-written gradient. tfjs's own gradients of `tf.moments` and of broadcast products sum over
+ * leading axes (a transpose, then a reduction, per sum); here every column sum is a plain
+ * `ones @ m` matMul. On wasm, for a [64, 14, 14, 64] input, forward and backward took 52 ms here
+ * against 64 ms for the same formula differentiated by tfjs and 180 ms through `tf.batchNorm`.
+ * The gradient with respect to `x` is the usual
  * `gamma / sigma * (dy - mean(dy) - xhat * mean(dy * xhat))`, the statistics being recomputed
  * from the saved input rather than kept between the passes.
  */

@@ -1,7 +1,7 @@
 import type { Dim, ValueInfo } from '../../ir.js';
 import type { AttrSpec } from '../../op.js';
 
-/**
+/*
  * Output-size and padding arithmetic shared by the convolution and pooling ops. It follows
  * TensorFlow's (and tfjs's) rules exactly, including the asymmetric split of `'same'` padding,
  * so gradients written against it line up with the forward kernels.

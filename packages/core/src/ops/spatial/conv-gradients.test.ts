@@ -22,19 +22,19 @@ interface ConvCase {
 }
 
 const CASES: ConvCase[] = [
-  { kind: 'conv2d', x: [2, 5, 6, 3], w: [3, 3, 3, 4], strides: [1, 1], dilations: [1, 1], padding: 'same' },
-  // Even kernel and size with strides: asymmetric 'same' padding (the odd row goes after).
-  { kind: 'conv2d', x: [1, 8, 7, 2], w: [4, 3, 2, 3], strides: [3, 2], dilations: [1, 1], padding: 'same' },
+  // Asymmetric 'same' padding: 3 rows (1 before, 2 after) and 1 column (after only).
+  { kind: 'conv2d', x: [1, 7, 8, 2], w: [4, 2, 2, 3], strides: [2, 1], dilations: [1, 1], padding: 'same' },
   // 'valid' with rows no window reads (8 - 3 is not a multiple of 2).
   { kind: 'conv2d', x: [2, 8, 7, 3], w: [3, 3, 3, 2], strides: [2, 3], dilations: [1, 1], padding: 'valid' },
   { kind: 'conv2d', x: [2, 7, 8, 2], w: [3, 2, 2, 3], strides: [1, 1], dilations: [2, 3], padding: 'same' },
   // 1x1: the matMul path.
   { kind: 'conv2d', x: [2, 4, 5, 3], w: [1, 1, 3, 4], strides: [1, 1], dilations: [1, 1], padding: 'valid' },
+  // Asymmetric 'same' padding on the columns (1 before, 2 after).
   {
     kind: 'depthwise',
     x: [2, 8, 7, 2],
-    w: [4, 3, 2, 2],
-    strides: [2, 3],
+    w: [3, 4, 2, 2],
+    strides: [1, 2],
     dilations: [1, 1],
     padding: 'same',
   },

@@ -8,12 +8,12 @@ import {
   type WindowOptions,
 } from './conv-geometry.js';
 
-/**
+/*
  * Gradients of 2-D and depthwise convolutions written with forward ops only.
  *
  * tfjs 4.22's wasm backend registers no `Conv2DBackpropFilter`,
  * `DepthwiseConv2dNativeBackpropFilter` or `DepthwiseConv2dNativeBackpropInput` kernel, and its
- * `Conv2DBackpropInput` is a plain loop (8x slower than a forward conv of the same size). Every
+ * `Conv2DBackpropInput` is a plain loop (about 10x slower than a forward conv of the same size). Every
  * gradient below is therefore a forward `conv2d` / `depthwiseConv2d` (XNNPACK on wasm) on
  * re-arranged operands, plus pads, slices, transposes, reshapes and plain matMuls. The same code
  * runs on every backend, so all backends compute the same arithmetic.
@@ -268,7 +268,7 @@ export function depthwiseConv2dFastGrad(x: tf.Tensor4D, w: tf.Tensor4D, options:
 
 /**
  * `x + bias` over the last axis, whose bias gradient is `ones[1, rows] @ dy2d` (a plain matMul):
- * tfjs's own gradient sums over all leading axes, 14x slower on wasm for conv activations.
+ * tfjs's own gradient sums over all leading axes, about 20x slower on wasm for conv activations.
  */
 export const biasAddFastGrad: (x: tf.Tensor, bias: tf.Tensor1D) => tf.Tensor = tf.customGrad(
   // biome-ignore lint/suspicious/noExplicitAny: tf.customGrad's callback signature is untyped.

@@ -18,8 +18,6 @@ import { depthwiseConv2dOp } from './depthwise-conv2d.js';
 import { globalAvgPool2dOp } from './global-avg-pool2d.js';
 import { maxPool2dOp } from './max-pool2d.js';
 import { separableConv2dOp } from './separable-conv2d.js';
-// Registers tfjs's gradients (pools, activations, losses).
-import './spatial-test-utils.js';
 import { zeroPadding2dOp } from './zero-padding2d.js';
 
 // biome-ignore lint/suspicious/noExplicitAny: layers of every attribute type.

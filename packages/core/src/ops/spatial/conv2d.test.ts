@@ -27,8 +27,8 @@ interface Conv2DCase {
 
 const CASES: Conv2DCase[] = [
   { filters: 4, kernelSize: [3, 3], padding: 'same', activation: 'relu' },
-  // Strides 2, 'same' padding, non-square kernel: asymmetric padding.
-  { filters: 3, kernelSize: [3, 2], strides: [2, 2], padding: 'same', activation: 'tanh' },
+  // Strides 2, 'same' padding, non-square kernel: one padded row and column, both after.
+  { filters: 3, kernelSize: [2, 3], strides: [2, 2], padding: 'same', activation: 'tanh' },
   {
     filters: 2,
     kernelSize: [2, 3],

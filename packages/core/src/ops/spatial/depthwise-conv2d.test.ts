@@ -27,8 +27,8 @@ interface DepthwiseCase {
 
 const CASES: DepthwiseCase[] = [
   { kernelSize: [3, 3], padding: 'same', activation: 'relu' },
-  // Strides 2, 'same', a multiplier and a non-square kernel.
-  { kernelSize: [3, 2], strides: [2, 2], padding: 'same', depthMultiplier: 2, activation: 'tanh' },
+  // Strides 2, 'same' (one padded row and column, both after), a multiplier, a non-square kernel.
+  { kernelSize: [2, 3], strides: [2, 2], padding: 'same', depthMultiplier: 2, activation: 'tanh' },
   { kernelSize: [2, 2], dilations: [2, 2], depthMultiplier: 3, useBias: false, activation: 'linear' },
 ];
 
@@ -68,13 +68,6 @@ describeEachBackend('core.DepthwiseConv2D', (backend) => {
       depthMultiplier: 2,
       activation: 'tanh',
     };
-    await checkOpGradients(depthwiseConv2dOp, { attrs, inputs: [x] }, gradientCheckOptions(backend));
-    x.dispose();
-  });
-
-  it('has finite-difference gradients for its input and kernel (dilations 2, valid)', async () => {
-    const x = seededUniform([1, 6, 5, 2], { seed: 6 });
-    const attrs = { kernelSize: [2, 2], dilations: [2, 2], useBias: false };
     await checkOpGradients(depthwiseConv2dOp, { attrs, inputs: [x] }, gradientCheckOptions(backend));
     x.dispose();
   });

@@ -1,7 +1,4 @@
 // Shared by this folder's tests only (not exported by the package).
-// tfjs-core registers no gradients by itself (the `@tensorflow/tfjs` union package does); the
-// gradient tests need them.
-import '@tensorflow/tfjs-core/dist/register_all_gradients';
 import { activateBackend, type GradientCheckOptions, isGpuBackend } from '@dynn/testing';
 import * as tf from '@tensorflow/tfjs-core';
 import type * as tfl from '@tensorflow/tfjs-layers';
