@@ -1,6 +1,7 @@
 // A complete dynn plugin: one op with a learnable parameter, one pass that inserts it, and the
 // plugin object that bundles them. docs/plugins.md walks through this file; CI runs `main()`.
 import {
+  type BackendName,
   createModel,
   createRuntime,
   defineOp,
@@ -10,6 +11,7 @@ import {
   type Graph,
   GraphBuilder,
   type GraphNode,
+  useBackend,
 } from '@dynn/core';
 import * as tf from '@tensorflow/tfjs-core';
 
@@ -74,7 +76,11 @@ export const layerScale = () =>
   definePlugin({ name: 'layer-scale-example', domain: 'layer-scale', opset: 1, ops: [scaleOp], passes: [insertScales] });
 
 /** Builds an MLP, inserts scales with the pass, trains it briefly and prints its compute report. */
-export async function main(log: (line: string) => void = console.log): Promise<{ accuracy: number; flops: number }> {
+export async function main(
+  backend: BackendName = 'wasm',
+  log: (line: string) => void = console.log,
+): Promise<{ accuracy: number; flops: number }> {
+  await useBackend(backend);
   const runtime = createRuntime({ plugins: [layerScale()] });
   const b = new GraphBuilder(runtime);
   const x = b.input('x', 'float32', ['batch', 4]);
@@ -86,7 +92,9 @@ export async function main(log: (line: string) => void = console.log): Promise<{
   const features = tf.randomNormal([256, 4], 0, 1, 'float32', 3);
   const labels = tf.tidy(() => tf.cast(tf.greater(tf.sum(features, 1), 0), 'int32'));
   const model = createModel(runtime, graph, { seed: 1 });
-  const history = await fit(model, { x: features, y: labels }, { epochs: 20, batchSize: 32, optimizer: tf.train.adam(0.02) });
+  const optimizer = tf.train.adam(0.02);
+  const history = await fit(model, { x: features, y: labels }, { epochs: 20, batchSize: 32, optimizer });
+  optimizer.dispose();
   const { outputs, report } = await model.run(features);
   const accuracy = history.epochs.at(-1)!.accuracy!;
   log(`nodes: ${graph.nodes.map((n) => `${n.name} (${n.op})`).join(', ')}`);

@@ -72,6 +72,23 @@ export interface FitOptions {
   /** Run options the ops see during training. */
   options?: RunOptions;
   callbacks?: FitCallbacks;
+  /**
+   * Learning rate per step (0-based) of `totalSteps`, set on the optimizer before each step: a
+   * schedule such as warm-up or cosine decay. Works with tfjs's built-in optimizers.
+   */
+  learningRate?: (step: number, totalSteps: number) => number;
+}
+
+/** Sets a tfjs optimizer's learning rate (SGD and momentum keep it in a constant, Adam & co. in a field). */
+function setLearningRate(optimizer: tf.Optimizer, rate: number): void {
+  const target = optimizer as unknown as { setLearningRate?: (rate: number) => void; learningRate?: number };
+  if (typeof target.setLearningRate === 'function') target.setLearningRate(rate);
+  else target.learningRate = rate;
+}
+
+/** A cosine decay from `initial` to `final` over the whole run, for {@link FitOptions.learningRate}. */
+export function cosineDecay(initial: number, final = 0): (step: number, totalSteps: number) => number {
+  return (step, totalSteps) => final + 0.5 * (initial - final) * (1 + Math.cos((Math.PI * step) / Math.max(1, totalSteps)));
 }
 
 /** What {@link fit} returns. */
@@ -252,6 +269,11 @@ export class Trainer {
     }
   }
 
+  /** Sets the learning rate of the trainer's optimizer (tfjs built-in optimizers). */
+  setLearningRate(rate: number): void {
+    setLearningRate(this.optimizer, rate);
+  }
+
   /** Frees the optimizer's slots when the trainer created the optimizer itself. */
   dispose(): void {
     if (this.ownsOptimizer) this.optimizer.dispose();
@@ -298,6 +320,7 @@ export async function fit(model: Model, data: Dataset, options: FitOptions = {})
         const rows = order.subarray(step * batchSize, Math.min(xs.size, (step + 1) * batchSize));
         const x = xs.batch(rows);
         const y = ys.batch(rows);
+        if (options.learningRate) trainer.setLearningRate(options.learningRate(epoch * steps + step, epochs * steps));
         try {
           const result = await trainer.step(x, y, rng.int(2 ** 31));
           lossSum += result.loss * rows.length;

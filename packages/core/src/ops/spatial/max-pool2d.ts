@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { defineOp } from '../../op.js';
+import { withSavedGrad } from '../basic/saved-grad.js';
 import { type PoolAttrs, poolAttrs, poolFlops, poolInferShape, poolWindow } from './pool-window.js';
 
 /**
@@ -9,7 +10,9 @@ import { type PoolAttrs, poolAttrs, poolFlops, poolInferShape, poolWindow } from
  *   windows ignore the padded positions)
  * - input: `[batch, height, width, channels]`; output: `[batch, outHeight, outWidth, channels]`
  *
- * Its gradient is tfjs's `MaxPoolGrad`, which every backend (wasm included) provides.
+ * Its gradient is tfjs's `MaxPoolGrad`, except on wasm for windows that tile the image exactly
+ * (stride = pool size, sizes divisible): there wasm's `MaxPoolGrad` took a quarter of a CNN
+ * training step, and {@link tiledMaxPool}'s elementwise gradient is about 4x faster.
  */
 export const maxPool2dOp = defineOp<PoolAttrs>({
   type: 'core.MaxPool2D',
@@ -20,7 +23,43 @@ export const maxPool2dOp = defineOp<PoolAttrs>({
   inferShape: poolInferShape,
   forward(ctx, [x]) {
     const { pool, options } = poolWindow(ctx.attrs);
+    const [, height, width] = x!.shape;
+    const tiles =
+      options.strides[0] === pool[0] &&
+      options.strides[1] === pool[1] &&
+      height! % pool[0] === 0 &&
+      width! % pool[1] === 0;
+    if (tiles && tf.getBackend() === 'wasm') return [tiledMaxPool(x as tf.Tensor4D, pool)];
     return [tf.maxPool(x as tf.Tensor4D, pool, options.strides, options.padding)];
   },
   flops: (attrs, _inputs, [output]) => poolFlops(attrs, output!),
 });
+
+/** Repeats each pixel of `t` over a [ph, pw] block: [b, h, w, c] -> [b, h*ph, w*pw, c]. */
+function upsample(t: tf.Tensor4D, [ph, pw]: readonly [number, number]): tf.Tensor4D {
+  const [b, h, w, c] = t.shape;
+  const blocks = tf.mul(tf.reshape(t, [b, h, 1, w, 1, c]), tf.ones([1, 1, ph, 1, pw, 1]));
+  return tf.reshape(blocks, [b, h * ph, w * pw, c]);
+}
+
+/**
+ * Max pooling over windows that tile the image (stride = pool size, no padding needed), with an
+ * elementwise gradient: `dx = upsample(dy) * (x == upsample(y))`. Where several positions of a
+ * window tie for the maximum each receives the gradient (tfjs's `MaxPoolGrad` picks one); after a
+ * ReLU, ties are zeros whose gradient the ReLU stops anyway.
+ */
+export function tiledMaxPool(x: tf.Tensor4D, pool: readonly [number, number]): tf.Tensor4D {
+  const y = tf.maxPool(x, [pool[0], pool[1]], [pool[0], pool[1]], 'valid');
+  const out = withSavedGrad(
+    [x],
+    [x, y],
+    () => tf.clone(y),
+    (dy, [xs, ys]) => [
+      tf.tidy(() =>
+        tf.mul(upsample(dy as tf.Tensor4D, pool), tf.cast(tf.equal(xs!, upsample(ys as tf.Tensor4D, pool)), 'float32')),
+      ),
+    ],
+  ) as tf.Tensor4D;
+  y.dispose();
+  return out;
+}
