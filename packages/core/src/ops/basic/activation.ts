@@ -130,3 +130,35 @@ export const activationOp = defineOp<ActivationAttrs>({
   forward: (ctx, [x]) => [applyActivation(ctx.attrs.fn, x!, ctx.attrs.alpha ?? undefined, ctx.attrs.axis)],
   flops: (attrs, _, [y]) => activationFlops(attrs.fn) * product(y!),
 });
+
+/** An activation tfjs's fused kernels (`tf.fused.matMul`, `tf.fused.conv2d`) apply in the same call. */
+export interface FusedActivation {
+  activation: 'linear' | 'relu' | 'relu6' | 'elu' | 'leakyrelu' | 'sigmoid';
+  leakyreluAlpha?: number;
+}
+
+/**
+ * The fused form of an activation, or undefined where tfjs has none (gelu, swish, tanh,
+ * softmax, a scaled elu). Inference uses fused kernels, as tfjs-layers does: one call instead of
+ * three. They are not used under a gradient tape, since their gradients need kernels wasm lacks.
+ */
+export function fusedActivation(name: ActivationName, alpha?: number): FusedActivation | undefined {
+  switch (name) {
+    case 'linear':
+    case 'relu':
+    case 'relu6':
+    case 'sigmoid':
+      return { activation: name };
+    case 'elu':
+      return alpha === undefined || alpha === 1 ? { activation: 'elu' } : undefined;
+    case 'leakyRelu':
+      return { activation: 'leakyrelu', leakyreluAlpha: alpha ?? 0.2 };
+    default:
+      return undefined;
+  }
+}
+
+/** True when no gradient is being recorded, so fused inference kernels may be used. */
+export function canFuse(training: boolean): boolean {
+  return !training && !tf.engine().isTapeOn();
+}

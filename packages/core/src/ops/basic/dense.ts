@@ -1,7 +1,14 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { ValueInfo } from '../../ir.js';
 import { defineOp } from '../../op.js';
-import { type ActivationName, activationAttr, activationFlops, applyActivation } from './activation.js';
+import {
+  type ActivationName,
+  activationAttr,
+  activationFlops,
+  applyActivation,
+  canFuse,
+  fusedActivation,
+} from './activation.js';
 import { linear } from './linear.js';
 import { formatShape, product } from './shape-helpers.js';
 
@@ -58,6 +65,22 @@ export const denseOp = defineOp<DenseAttrs>({
   },
   forward(ctx, [x]) {
     const { kernel, bias } = ctx.params;
+    const fused = fusedActivation(ctx.attrs.activation);
+    if (fused && canFuse(ctx.training)) {
+      return [
+        tf.tidy(() => {
+          const k = x!.shape[x!.rank - 1]!;
+          const flat = x!.rank === 2 ? (x as tf.Tensor2D) : (tf.reshape(x!, [-1, k]) as tf.Tensor2D);
+          const y = tf.fused.matMul({
+            a: flat,
+            b: kernel as tf.Tensor2D,
+            ...(ctx.attrs.useBias ? { bias } : {}),
+            ...fused,
+          });
+          return x!.rank === 2 ? y : tf.reshape(y, [...x!.shape.slice(0, -1), ctx.attrs.units]);
+        }),
+      ];
+    }
     return [
       tf.tidy(() =>
         applyActivation(

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { defineOp } from '../../op.js';
-import { activationAttr, activationFlops, applyActivation } from '../basic/activation.js';
+import { activationAttr, activationFlops, applyActivation, canFuse, fusedActivation } from '../basic/activation.js';
 import { type ConvWindowAttrs, convAttrs, convInput, convWindow, sizeOf } from './conv-attrs.js';
 import { paddingAttr, windowOutputShape } from './conv-geometry.js';
 import { biasAddFastGrad, conv2dFastGrad } from './conv-gradients.js';
@@ -52,6 +52,20 @@ export const conv2dOp = defineOp<Conv2DAttrs>({
   },
   forward(ctx, [x]) {
     const { options } = convWindow(ctx.attrs);
+    const fused = fusedActivation(ctx.attrs.activation);
+    if (fused && canFuse(ctx.training)) {
+      return [
+        tf.fused.conv2d({
+          x: x as tf.Tensor4D,
+          filter: ctx.params.kernel as tf.Tensor4D,
+          strides: options.strides,
+          pad: options.padding,
+          dilations: options.dilations,
+          ...(ctx.attrs.useBias ? { bias: ctx.params.bias } : {}),
+          ...fused,
+        }),
+      ];
+    }
     return [
       tf.tidy(() => {
         let y: tf.Tensor = conv2dFastGrad(x as tf.Tensor4D, ctx.params.kernel as tf.Tensor4D, options);
