@@ -73,7 +73,13 @@ export const insertScales = definePass<{ init?: number }>({
 
 /** The plugin: plain data, no side effects. Pass it to `createRuntime({ plugins: [...] })`. */
 export const layerScale = () =>
-  definePlugin({ name: 'layer-scale-example', domain: 'layer-scale', opset: 1, ops: [scaleOp], passes: [insertScales] });
+  definePlugin({
+    name: 'layer-scale-example',
+    domain: 'layer-scale',
+    opset: 1,
+    ops: [scaleOp],
+    passes: [insertScales],
+  });
 
 /** Builds an MLP, inserts scales with the pass, trains it briefly and prints its compute report. */
 export async function main(
@@ -98,7 +104,9 @@ export async function main(
   const { outputs, report } = await model.run(features);
   const accuracy = history.epochs.at(-1)!.accuracy!;
   log(`nodes: ${graph.nodes.map((n) => `${n.name} (${n.op})`).join(', ')}`);
-  log(`training accuracy ${(accuracy * 100).toFixed(1)}%, ${report!.flops} FLOPs for ${report!.batchSize} rows`);
+  log(
+    `training accuracy ${(accuracy * 100).toFixed(1)}%, ${report!.flops} FLOPs for ${report!.batchSize} rows`,
+  );
   tf.dispose([features, labels, ...Object.values(outputs)]);
   model.dispose();
   return { accuracy, flops: report!.flops };

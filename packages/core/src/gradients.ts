@@ -11,9 +11,8 @@ function inNode(): boolean {
  * global registry. Called by {@link useBackend} and before every training step.
  */
 export function ensureGradients(): Promise<void> {
-  registration ??= (inNode()
-    ? import('@tensorflow/tfjs-layers')
-    : import('@tensorflow/tfjs-core/dist/register_all_gradients')
+  registration ??= (
+    inNode() ? import('@tensorflow/tfjs-layers') : import('@tensorflow/tfjs-core/dist/register_all_gradients')
   ).then(() => undefined);
   return registration;
 }

@@ -6,9 +6,11 @@ export type { DynnErrorCode, DynnErrorContext } from './errors.js';
 export { DynnError, isDynnError } from './errors.js';
 export type { ComputeReport, NodeReport, RunRequest, RunResult, TrainingForward } from './executor.js';
 export { forwardForTraining } from './executor.js';
+export { ensureGradients } from './gradients.js';
 export type { TensorOrMap } from './host-batches.js';
 export { HostBatches } from './host-batches.js';
 export { initTensor } from './initializers.js';
+export * from './io/index.js';
 export type {
   Attrs,
   AttrValue,
@@ -21,6 +23,8 @@ export type {
   ValueInfo,
 } from './ir.js';
 export { BATCH, SPEC_VERSION, splitOpType } from './ir.js';
+export type { ImportLayersModelOptions, LayersConversion, LayersModelSource } from './keras/index.js';
+export { convertLayersTopology, importLayersModel, SUPPORTED_LAYER_CLASSES } from './keras/index.js';
 export type { LossFunction, LossName } from './losses.js';
 export { correctCount, lossFunction } from './losses.js';
 export type { CreateModelOptions, NodeCost } from './model.js';
@@ -41,7 +45,18 @@ export type {
 export { defineOp, resolveAttrs } from './op.js';
 export type { AuxLoss, OpContextInit, OpSideEffects } from './op-context.js';
 export { createOpContext } from './op-context.js';
+export type { ActivationName } from './ops/basic/index.js';
+export {
+  ACTIVATIONS,
+  activationAttr,
+  applyActivation,
+  gatherRows,
+  linear,
+  matMulFastGrad,
+  takeRows,
+} from './ops/basic/index.js';
 export { coreOps, corePlugin } from './ops/index.js';
+export { batchMatMul } from './ops/sequence/index.js';
 export type { PassDef, Plugin } from './plugin.js';
 export { definePass, definePlugin } from './plugin.js';
 export type { Rng } from './random.js';
@@ -61,12 +76,5 @@ export type {
   TrainerOptions,
 } from './train.js';
 export { evaluate, fit, Trainer } from './train.js';
-export { addTensor, nodeTensorSpecs, validateGraph } from './validate.js';
 export type { NodeTensor } from './validate.js';
-export { ensureGradients } from './gradients.js';
-export * from './io/index.js';
-export { convertLayersTopology, importLayersModel, SUPPORTED_LAYER_CLASSES } from './keras/index.js';
-export type { ImportLayersModelOptions, LayersConversion, LayersModelSource } from './keras/index.js';
-export { ACTIVATIONS, activationAttr, applyActivation, gatherRows, linear, matMulFastGrad, takeRows } from './ops/basic/index.js';
-export type { ActivationName } from './ops/basic/index.js';
-export { batchMatMul } from './ops/sequence/index.js';
+export { addTensor, nodeTensorSpecs, validateGraph } from './validate.js';

@@ -18,8 +18,11 @@ export function initTensor(init: Initializer, shape: readonly number[], dtype: D
     case 'concat': {
       const total = init.parts.reduce((sum, part) => sum + part.size, 0);
       const last = shape[shape.length - 1];
-      if (total !== last) throw new Error(`concat initializer parts sum to ${total}, not the last dimension ${last}`);
-      const parts = init.parts.map((part) => initTensor(part.init, [...shape.slice(0, -1), part.size], dtype, rng));
+      if (total !== last)
+        throw new Error(`concat initializer parts sum to ${total}, not the last dimension ${last}`);
+      const parts = init.parts.map((part) =>
+        initTensor(part.init, [...shape.slice(0, -1), part.size], dtype, rng),
+      );
       const joined = tf.concat(parts, -1);
       tf.dispose(parts);
       return joined;

@@ -98,7 +98,13 @@ describeEachBackend('fit', () => {
     const sgd = tf.train.sgd(1);
     await fit(model, data, { epochs: 1, batchSize: 32, optimizer: sgd, learningRate: () => 0 });
     expect(await values(model)).toEqual(before);
-    await fit(model, data, { epochs: 1, batchSize: 32, optimizer: sgd, trainable: (name) => !name.startsWith('head/'), clipNorm: 1e-3 });
+    await fit(model, data, {
+      epochs: 1,
+      batchSize: 32,
+      optimizer: sgd,
+      trainable: (name) => !name.startsWith('head/'),
+      clipNorm: 1e-3,
+    });
     const after = await values(model);
     names.forEach((name, i) => {
       const moved = Math.hypot(...after[i]!.map((v, j) => v - before[i]![j]!));
@@ -117,7 +123,9 @@ describeEachBackend('fit', () => {
     const data = toyData(8, 8);
     const model = createModel(runtime, mlp());
     await expect(fit(model, data, { epochs: 0 })).rejects.toSatisfy((e) => isDynnError(e, 'INVALID_OPTION'));
-    await expect(fit(model, data, { batchSize: 1.5 })).rejects.toThrow(/batchSize must be a positive integer/);
+    await expect(fit(model, data, { batchSize: 1.5 })).rejects.toThrow(
+      /batchSize must be a positive integer/,
+    );
     const short = tf.slice(data.y, 0, 4);
     await expect(fit(model, { x: data.x, y: short })).rejects.toThrow(/x has 8 rows but y has 4/);
     await expect(fit(model, data, { output: 'nope' })).rejects.toThrow(/No graph output 'nope'/);

@@ -88,7 +88,8 @@ function setLearningRate(optimizer: tf.Optimizer, rate: number): void {
 
 /** A cosine decay from `initial` to `final` over the whole run, for {@link FitOptions.learningRate}. */
 export function cosineDecay(initial: number, final = 0): (step: number, totalSteps: number) => number {
-  return (step, totalSteps) => final + 0.5 * (initial - final) * (1 + Math.cos((Math.PI * step) / Math.max(1, totalSteps)));
+  return (step, totalSteps) =>
+    final + 0.5 * (initial - final) * (1 + Math.cos((Math.PI * step) / Math.max(1, totalSteps)));
 }
 
 /** What {@link fit} returns. */
@@ -320,7 +321,8 @@ export async function fit(model: Model, data: Dataset, options: FitOptions = {})
         const rows = order.subarray(step * batchSize, Math.min(xs.size, (step + 1) * batchSize));
         const x = xs.batch(rows);
         const y = ys.batch(rows);
-        if (options.learningRate) trainer.setLearningRate(options.learningRate(epoch * steps + step, epochs * steps));
+        if (options.learningRate)
+          trainer.setLearningRate(options.learningRate(epoch * steps + step, epochs * steps));
         try {
           const result = await trainer.step(x, y, rng.int(2 ** 31));
           lossSum += result.loss * rows.length;

@@ -63,7 +63,9 @@ export const lstmCell = defineOp<LstmCellAttrs>({
         shape: [u, 4 * u],
         init: { kind: 'glorotUniform', fanIn: u, fanOut: 4 * u },
       },
-      ...(attrs.useBias ? [{ name: 'bias', shape: [4 * u], init: lstmBiasInit(u, attrs.unitForgetBias) }] : []),
+      ...(attrs.useBias
+        ? [{ name: 'bias', shape: [4 * u], init: lstmBiasInit(u, attrs.unitForgetBias) }]
+        : []),
     ];
   },
   inferShape(attrs, inputs) {

@@ -1,6 +1,12 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { defineOp } from '../../op.js';
-import { activationAttr, activationFlops, applyActivation, canFuse, fusedActivation } from '../basic/activation.js';
+import {
+  activationAttr,
+  activationFlops,
+  applyActivation,
+  canFuse,
+  fusedActivation,
+} from '../basic/activation.js';
 import { type ConvWindowAttrs, convAttrs, convInput, convWindow, sizeOf } from './conv-attrs.js';
 import { paddingAttr, windowOutputShape } from './conv-geometry.js';
 import { biasAddFastGrad, conv2dFastGrad } from './conv-gradients.js';

@@ -56,7 +56,10 @@ export function tiledMaxPool(x: tf.Tensor4D, pool: readonly [number, number]): t
     () => tf.clone(y),
     (dy, [xs, ys]) => [
       tf.tidy(() =>
-        tf.mul(upsample(dy as tf.Tensor4D, pool), tf.cast(tf.equal(xs!, upsample(ys as tf.Tensor4D, pool)), 'float32')),
+        tf.mul(
+          upsample(dy as tf.Tensor4D, pool),
+          tf.cast(tf.equal(xs!, upsample(ys as tf.Tensor4D, pool)), 'float32'),
+        ),
       ),
     ],
   ) as tf.Tensor4D;
