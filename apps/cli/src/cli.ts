@@ -30,7 +30,7 @@ export function buildProgram(out: (text: string) => void, err: (text: string) =>
     .command('demo')
     .description('train a CNN on Fashion-MNIST, then report accuracy, parameters, FLOPs and throughput')
     .addOption(backendOption())
-    .option('--epochs <n>', 'training epochs', positiveInt, 3)
+    .option('--epochs <n>', 'training epochs', positiveInt, 2)
     .option('--batch-size <n>', 'training batch size', positiveInt, 64)
     .option('--seed <n>', 'seed of weights and shuffling', positiveInt, 1)
     .option('--out <dir>', 'folder for the report (markdown + SVG)', 'reports/demo')

@@ -75,6 +75,6 @@ export type {
   StepResult,
   TrainerOptions,
 } from './train.js';
-export { evaluate, fit, Trainer } from './train.js';
+export { cosineDecay, evaluate, fit, Trainer } from './train.js';
 export type { NodeTensor } from './validate.js';
 export { addTensor, nodeTensorSpecs, validateGraph } from './validate.js';

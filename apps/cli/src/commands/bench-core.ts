@@ -2,7 +2,7 @@ import { cpus } from 'node:os';
 import { createModel, createRuntime, type Graph, type Model, Trainer, useBackend } from '@dynn/core';
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
-import { demoCnnGraph, mlpGraph } from '../demo-models.js';
+import { DEMO_CNN_FILTERS, demoCnnGraph, mlpGraph } from '../demo-models.js';
 import { markdownTable } from '../report-files.js';
 import { type TimingOptions, timeMedian } from '../timing.js';
 
@@ -31,7 +31,7 @@ function layersTwin(name: 'mlp' | 'cnn', model: Model): tfl.Sequential {
     twin.add(tfl.layers.dense({ units: 512, activation: 'relu', inputShape: [784] }));
     twin.add(tfl.layers.dense({ units: 512, activation: 'relu' }));
   } else {
-    for (const [i, filters] of [16, 32, 64].entries()) {
+    for (const [i, filters] of DEMO_CNN_FILTERS.entries()) {
       twin.add(
         tfl.layers.conv2d({
           filters,
@@ -78,7 +78,12 @@ export async function runBenchCore(
   const rows: BenchCoreRow[] = [];
   const cases: Array<{ name: 'mlp' | 'cnn'; label: string; graph: Graph; shape: number[] }> = [
     { name: 'mlp', label: 'MLP 784-512-512-10', graph: mlpGraph(runtime), shape: [784] },
-    { name: 'cnn', label: 'demo CNN (conv 16-32-64)', graph: demoCnnGraph(runtime), shape: [28, 28, 1] },
+    {
+      name: 'cnn',
+      label: `demo CNN (conv ${DEMO_CNN_FILTERS.join('-')})`,
+      graph: demoCnnGraph(runtime),
+      shape: [28, 28, 1],
+    },
   ];
   for (const { name, label, graph, shape } of cases) {
     const model = createModel(runtime, graph, { seed: 1 });

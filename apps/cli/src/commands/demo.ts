@@ -1,4 +1,12 @@
-import { type BackendName, createModel, createRuntime, evaluate, fit, useBackend } from '@dynn/core';
+import {
+  type BackendName,
+  cosineDecay,
+  createModel,
+  createRuntime,
+  evaluate,
+  fit,
+  useBackend,
+} from '@dynn/core';
 import { loadFashionMnist } from '@dynn/datasets';
 import * as tf from '@tensorflow/tfjs-core';
 import { demoCnnGraph } from '../demo-models.js';
@@ -74,12 +82,14 @@ export async function runDemo(options: DemoOptions, log: (line: string) => void)
   const valCurve: { x: number; y: number }[] = [];
   let smoothed = Number.NaN;
   const started = performance.now();
+  const optimizer = tf.train.adam(4e-3);
   try {
     bar.start(options.epochs * stepsPerEpoch, 0, { status: '' });
     await fit(model, trainSet, {
       epochs: options.epochs,
       batchSize: options.batchSize,
-      optimizer: tf.train.adam(2e-3),
+      optimizer,
+      learningRate: cosineDecay(4e-3),
       seed: options.seed,
       validationData: validation,
       callbacks: {
@@ -99,6 +109,7 @@ export async function runDemo(options: DemoOptions, log: (line: string) => void)
     });
   } finally {
     bar.stop();
+    optimizer.dispose();
   }
   const trainSeconds = (performance.now() - started) / 1000;
 
