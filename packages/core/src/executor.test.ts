@@ -3,6 +3,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { expect, it } from 'vitest';
 import { GraphBuilder } from './builder.js';
 import { isDynnError } from './errors.js';
+import { forwardForTraining } from './executor.js';
 import { createModel } from './model.js';
 import { defineOp, type OpResult } from './op.js';
 import { definePlugin } from './plugin.js';
@@ -84,6 +85,22 @@ const accumulate = defineOp({
   flops: size,
 });
 
+/** Records, per call, which of its inputs need a gradient. */
+const gradientFlags: boolean[][] = [];
+const probe = defineOp({
+  type: 'test.Probe',
+  version: 1,
+  description: 'Identity that records ctx.inputGradients.',
+  attrs: {},
+  inputs: { min: 1 },
+  inferShape: elementwise,
+  forward(ctx, [x]) {
+    gradientFlags.push([...ctx.inputGradients]);
+    return [tf.clone(x!)];
+  },
+  flops: size,
+});
+
 /** Adds a bias shared by every node that names the same `key`. */
 const sharedBias = defineOp({
   type: 'test.SharedBias',
@@ -103,7 +120,7 @@ const testPlugin = definePlugin({
   name: 'test-plugin',
   domain: 'test',
   opset: 1,
-  ops: [scale, count, retire, accumulate, sharedBias],
+  ops: [scale, count, retire, accumulate, sharedBias, probe],
 });
 const runtime = createRuntime({ plugins: [testPlugin] });
 
@@ -240,6 +257,29 @@ it('lets nodes share one tensor by name', async () => {
   const out = await model.predict(input);
   await expectClose(out, [2, 20]);
   tf.dispose([input, out]);
+  model.dispose();
+});
+
+it('tells ops in training which inputs need gradients', () => {
+  const b = new GraphBuilder(runtime);
+  const x = b.input('x', 'float32', ['batch', 2]);
+  const before = b.add('test.Probe', x);
+  const biased = b.add('test.SharedBias', before, { key: 'bias' });
+  const y = b.add('test.Probe', biased);
+  const model = createModel(runtime, b.build({ y }));
+  const input = tf.ones([1, 2]);
+  gradientFlags.length = 0;
+  tf.tidy(() => {
+    forwardForTraining(model, new Map([['x', input]]), {}, 0);
+  });
+  // Data before the first parameter needs no gradient; what the bias influences does.
+  expect(gradientFlags).toEqual([[false], [true]]);
+  gradientFlags.length = 0;
+  tf.tidy(() => {
+    forwardForTraining(model, new Map([['x', input]]), {}, 0, new Set());
+  });
+  expect(gradientFlags).toEqual([[false], [false]]);
+  input.dispose();
   model.dispose();
 });
 

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { DynnError } from './errors.js';
-import { BATCH, type GraphNode } from './ir.js';
+import { type Attrs, BATCH, type GraphNode } from './ir.js';
 import type { Model } from './model.js';
 import { type OpResult, type RunOptions, resolveAttrs } from './op.js';
 import { type AuxLoss, createOpContext, type OpSideEffects } from './op-context.js';
@@ -67,6 +67,23 @@ interface Slot {
 interface Piece {
   rows: Int32Array;
   tensor: tf.Tensor;
+}
+
+const planCache = new WeakMap<Model, Map<string, { needed: boolean[]; last: Map<string, number> }>>();
+const attrCache = new WeakMap<Model, Map<string, Attrs>>();
+
+/** A node's attributes with defaults filled in (cached per model: graphs are immutable data). */
+function nodeAttrs(model: Model, node: GraphNode): Attrs {
+  let cache = attrCache.get(model);
+  if (cache === undefined) {
+    cache = new Map();
+    attrCache.set(model, cache);
+  }
+  const cached = cache.get(node.name);
+  if (cached !== undefined) return cached;
+  const attrs = resolveAttrs(model.runtime.op(node.op, node.name), node.attrs, node.name);
+  cache.set(node.name, attrs);
+  return attrs;
 }
 
 const nodeTensorCache = new WeakMap<
@@ -193,8 +210,29 @@ function requestedOutputs(model: Model, requested: readonly string[] | undefined
   return [...new Set(requested)];
 }
 
-/** Which nodes the wanted outputs depend on, and the index of each value's last reader among them. */
+/**
+ * Which nodes the wanted outputs depend on, and the index of each value's last reader among them
+ * (cached per model and output set).
+ */
 function plan(model: Model, wanted: readonly string[]): { needed: boolean[]; last: Map<string, number> } {
+  let cache = planCache.get(model);
+  if (cache === undefined) {
+    cache = new Map();
+    planCache.set(model, cache);
+  }
+  const key = wanted.join('\u0000');
+  let cached = cache.get(key);
+  if (cached === undefined) {
+    cached = computePlan(model, wanted);
+    cache.set(key, cached);
+  }
+  return cached;
+}
+
+function computePlan(
+  model: Model,
+  wanted: readonly string[],
+): { needed: boolean[]; last: Map<string, number> } {
   const nodes = model.graph.nodes;
   const neededValues = new Set(wanted);
   const needed = new Array<boolean>(nodes.length).fill(false);
@@ -347,7 +385,7 @@ export async function execute(model: Model, request: RunRequest): Promise<RunRes
     for (const [index, node] of model.graph.nodes.entries()) {
       if (!needed[index]) continue;
       const def = model.runtime.op(node.op, node.name);
-      const attrs = resolveAttrs(def, node.attrs, node.name);
+      const attrs = nodeAttrs(model, node);
       const fullShape = (name: string) =>
         model.values.get(name)!.shape.map((d) => (d === BATCH ? batchSize : typeof d === 'number' ? d : 1));
       if (wantReport) fullFlops += def.flops(attrs, node.inputs.map(fullShape), node.outputs.map(fullShape));
@@ -459,25 +497,33 @@ export interface TrainingForward {
 /**
  * Runs every node on every row, synchronously, in training mode: the form gradients need
  * (`tf.variableGrads` tapes synchronously). Ops must not be async or retire rows here.
- * Intermediates are left to the caller's `tf.tidy`; state updates are `tf.keep`-ed.
+ * Intermediates are left to the caller's `tf.tidy`; state updates are `tf.keep`-ed. `trainable`
+ * (default: every parameter) tells ops which inputs need gradients.
  */
 export function forwardForTraining(
   model: Model,
   feeds: ReadonlyMap<string, tf.Tensor>,
   options: RunOptions,
   seed: number,
+  trainable?: ReadonlySet<tf.Variable>,
 ): TrainingForward {
   const values = new Map<string, tf.Tensor>(feeds);
   const losses: AuxLoss[] = [];
   const stateUpdates = new Map<tf.Variable, tf.Tensor>();
   const batchSize = feeds.values().next().value?.shape[0] ?? 1;
   const rows = { batchSize, indices: Int32Array.from({ length: batchSize }, (_, i) => i) };
+  // A value needs a gradient when some trainable parameter influences it.
+  const influenced = new Set<string>();
   for (const node of model.graph.nodes) {
     const def = model.runtime.op(node.op, node.name);
     const { params, state } = nodeTensors(model, node);
+    const inputGradients = node.inputs.map((name) => influenced.has(name));
+    const ownsTrainable = Object.values(params).some((p) => trainable?.has(p as tf.Variable) ?? true);
+    if (ownsTrainable || inputGradients.some(Boolean)) for (const name of node.outputs) influenced.add(name);
     const { context, effects } = createOpContext({
+      inputGradients,
       node,
-      attrs: resolveAttrs(def, node.attrs, node.name),
+      attrs: nodeAttrs(model, node),
       params,
       state,
       training: true,

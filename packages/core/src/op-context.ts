@@ -27,6 +27,8 @@ export interface OpContextInit<A extends Attrs> {
   training: boolean;
   options: RunOptions;
   rows: RowSet;
+  /** Per input, whether it needs a gradient (default: none). */
+  inputGradients?: readonly boolean[];
   /** Seed of the run; each node derives its own stream from it and its name. */
   seed: number;
 }
@@ -48,6 +50,7 @@ export function createOpContext<A extends Attrs>(
     training: init.training,
     options: init.options,
     rows: init.rows,
+    inputGradients: init.inputGradients ?? init.node.inputs.map(() => false),
     rng() {
       rng ??= createRng(seedFor(init.seed, init.node.name));
       return rng;

@@ -96,6 +96,12 @@ export interface OpContext<A extends Attrs = Attrs> {
   readonly options: RunOptions;
   /** Rows of the original batch this call computes. */
   readonly rows: RowSet;
+  /**
+   * Per input, whether a gradient must flow into it in this call. False for data (graph inputs,
+   * values no trainable parameter influences) and always false outside training: an op may skip
+   * computing those gradients (returning zeros), as Dense and Conv2D do for their first layer.
+   */
+  readonly inputGradients: readonly boolean[];
   /** A generator seeded from the run's seed and the node name: reproducible randomness. */
   rng(): Rng;
   /** Adds an auxiliary loss (a scalar) to the training objective. */

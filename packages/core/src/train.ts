@@ -176,6 +176,7 @@ export class Trainer {
   private readonly optimizer: tf.Optimizer;
   private readonly ownsOptimizer: boolean;
   private readonly varList: tf.Variable[];
+  private readonly trainable: ReadonlySet<tf.Variable>;
   private readonly objective: Objective;
   private readonly output: string;
   private readonly namedLoss: LossFunction | undefined;
@@ -205,6 +206,7 @@ export class Trainer {
     if (trainable.length === 0)
       throw new DynnError('INVALID_OPTION', 'No parameter is trainable: check `trainable`.');
     this.varList = trainable.map(([, v]) => v);
+    this.trainable = new Set(this.varList);
     this.optimizer = options.optimizer ?? tf.train.adam(1e-3);
     this.ownsOptimizer = options.optimizer === undefined;
   }
@@ -233,7 +235,7 @@ export class Trainer {
     await ensureGradients();
     try {
       const { value, grads } = tf.variableGrads(() => {
-        const forward = forwardForTraining(model, feeds, this.options.options ?? {}, seed);
+        const forward = forwardForTraining(model, feeds, this.options.options ?? {}, seed, this.trainable);
         stateUpdates = forward.stateUpdates;
         let loss: tf.Scalar;
         if (this.namedLoss) {
@@ -253,8 +255,10 @@ export class Trainer {
       if (clipped !== grads) tf.dispose(clipped);
       tf.dispose(grads);
       for (const [variable, update] of stateUpdates) variable.assign(update);
-      const [loss] = await value.data();
-      value.dispose();
+      // One readback for the loss and the correct count: each readback is a sync point.
+      const summary = correct ? tf.stack([value, correct]) : value;
+      const [loss, right] = await summary.data();
+      tf.dispose([value, summary]);
       if (!Number.isFinite(loss)) {
         throw new DynnError(
           'INVALID_INPUT',
@@ -262,7 +266,7 @@ export class Trainer {
         );
       }
       const result: StepResult = { loss: loss! };
-      if (correct) result.correct = (await correct.data())[0]!;
+      if (correct) result.correct = right!;
       return result;
     } finally {
       tf.dispose([...stateUpdates.values()]);

@@ -87,6 +87,8 @@ function contextFor(
     training: c.training ?? false,
     options: c.options ?? {},
     rows: { batchSize: batch, indices: Int32Array.from({ length: batch }, (_, i) => i) },
+    // The gradient check differentiates every input, so every input asks for its gradient.
+    inputGradients: c.inputs.map(() => true),
     seed: c.seed ?? 1,
   });
 }

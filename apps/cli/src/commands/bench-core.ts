@@ -4,7 +4,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { DEMO_CNN_FILTERS, demoCnnGraph, mlpGraph } from '../demo-models.js';
 import { markdownTable } from '../report-files.js';
-import { type TimingOptions, timeMedian } from '../timing.js';
+import { type TimingOptions, timeMedian, timeSideBySide } from '../timing.js';
 
 /** One measured case. `tfjs_ms` is null (and `tfjs_error` set) when tfjs-layers cannot run it. */
 export interface BenchCoreRow {
@@ -50,8 +50,8 @@ function layersTwin(name: 'mlp' | 'cnn', model: Model): tfl.Sequential {
   twin.setWeights([...model.params.values()]);
   twin.compile({
     optimizer: tf.train.adam(1e-3),
-    loss: (yTrue: tf.Tensor, yPred: tf.Tensor) =>
-      tf.losses.softmaxCrossEntropy(tf.oneHot(tf.cast(tf.reshape(yTrue, [-1]), 'int32'), 10), yPred),
+    // The same objective as dynn's: softmax cross-entropy on logits (targets one-hot for tfjs-layers).
+    loss: (yTrue: tf.Tensor, yPred: tf.Tensor) => tf.losses.softmaxCrossEntropy(yTrue, yPred),
   });
   return twin;
 }
@@ -92,8 +92,10 @@ export async function runBenchCore(
     for (const batch of [1, 256]) {
       onProgress(`${label}: inference, batch ${batch}`);
       const x = tf.randomUniform([batch, ...shape], 0, 1, 'float32', 7);
-      const dynn = await timeMedian(async () => readBack(await model.predict(x)), timing);
-      const tfjs = await timeMedian(async () => readBack(twin.predict(x) as tf.Tensor), timing);
+      const [dynn, tfjs] = (await timeSideBySide(
+        [async () => readBack(await model.predict(x)), async () => readBack(twin.predict(x) as tf.Tensor)],
+        { ...timing, minTotalMs: 2000 },
+      )) as [number, number];
       rows.push({
         model: label,
         case: `inference, batch ${batch}`,
@@ -110,17 +112,23 @@ export async function runBenchCore(
       Int32Array.from({ length: 64 }, (_, i) => i % 10),
       'int32',
     );
-    const dynn = await timeMedian(async () => {
+    const oneHot = tf.oneHot(y, 10);
+    const dynnStep = async () => {
       await trainer.step(x, y);
-    }, timing);
+    };
+    const tfjsStep = async () => {
+      await twin.trainOnBatch(x, oneHot);
+    };
+    let dynn: number;
     let tfjs: number | null = null;
     let error: string | null = null;
     try {
-      tfjs = await timeMedian(async () => {
-        await twin.trainOnBatch(x, y);
-      }, timing);
+      await tfjsStep();
+      [dynn, tfjs] = (await timeSideBySide([dynnStep, tfjsStep], timing)) as [number, number];
     } catch (caught) {
+      // tfjs-layers cannot train this model here: time dynn alone and report why.
       error = (caught as Error).message.split('\n')[0]!;
+      dynn = await timeMedian(dynnStep, timing);
     }
     rows.push({
       model: label,
@@ -130,7 +138,7 @@ export async function runBenchCore(
       ratio: tfjs === null ? null : dynn / tfjs,
       tfjs_error: error,
     });
-    tf.dispose([x, y]);
+    tf.dispose([x, y, oneHot]);
     trainer.dispose();
     twin.dispose();
     model.dispose();

@@ -85,7 +85,7 @@ export const denseOp = defineOp<DenseAttrs>({
       tf.tidy(() =>
         applyActivation(
           ctx.attrs.activation,
-          linear(x!, kernel as tf.Tensor2D, ctx.attrs.useBias ? bias : undefined),
+          linear(x!, kernel as tf.Tensor2D, ctx.attrs.useBias ? bias : undefined, ctx.inputGradients[0]),
         ),
       ),
     ];

@@ -6,14 +6,16 @@ import { withSavedGrad } from './saved-grad.js';
  * matMuls of explicitly transposed operands. tfjs's own matMul gradient uses the
  * `transposeA/transposeB` forms, which run 12-20x slower on the wasm backend; an explicit
  * transpose followed by a plain matMul is the fast path there and costs little elsewhere.
+ * With `inputGradient: false` (x is data, e.g. a graph input) the gradient of `x` is zeros,
+ * which saves a matMul and a transpose.
  */
-export function matMulFastGrad(x: tf.Tensor2D, w: tf.Tensor2D): tf.Tensor2D {
+export function matMulFastGrad(x: tf.Tensor2D, w: tf.Tensor2D, inputGradient = true): tf.Tensor2D {
   return withSavedGrad(
     [x, w],
     [x, w],
     (xIn, wIn) => tf.matMul(xIn as tf.Tensor2D, wIn as tf.Tensor2D),
     (dy, [xs, ws]) => [
-      tf.matMul(dy as tf.Tensor2D, tf.transpose(ws as tf.Tensor2D)),
+      inputGradient ? tf.matMul(dy as tf.Tensor2D, tf.transpose(ws as tf.Tensor2D)) : tf.zerosLike(xs!),
       tf.matMul(tf.transpose(xs as tf.Tensor2D), dy as tf.Tensor2D),
     ],
   ) as tf.Tensor2D;
@@ -39,13 +41,14 @@ const addBiasFastGrad: (y: tf.Tensor2D, b: tf.Tensor1D) => tf.Tensor2D = tf.cust
 /**
  * Applies a [k, n] weight and an optional [n] bias to the last axis of `x` (any rank >= 2),
  * with the fast gradients of {@link matMulFastGrad}. Returns shape `[...x.shape[:-1], n]`.
+ * `inputGradient: false` skips the gradient of `x` (see `OpContext.inputGradients`).
  */
-export function linear(x: tf.Tensor, w: tf.Tensor2D, bias?: tf.Tensor): tf.Tensor {
+export function linear(x: tf.Tensor, w: tf.Tensor2D, bias?: tf.Tensor, inputGradient = true): tf.Tensor {
   return tf.tidy(() => {
     const k = x.shape[x.rank - 1]!;
     const n = w.shape[1];
     const flat = x.rank === 2 ? (x as tf.Tensor2D) : (tf.reshape(x, [-1, k]) as tf.Tensor2D);
-    let y = matMulFastGrad(flat, w);
+    let y = matMulFastGrad(flat, w, inputGradient);
     if (bias !== undefined) y = addBiasFastGrad(y, bias as tf.Tensor1D);
     return x.rank === 2 ? y : tf.reshape(y, [...x.shape.slice(0, -1), n]);
   });

@@ -224,9 +224,14 @@ function geometryOf(x: tf.Tensor4D, w: tf.Tensor4D, options: ConvOptions): Conv2
 /**
  * `tf.conv2d(x, w)` (NHWC, `w` of shape `[kh, kw, cin, cout]`) whose gradients are
  * {@link conv2dInputGrad} and {@link conv2dFilterGrad}: fast on every backend, and trainable on
- * wasm, which lacks `Conv2DBackpropFilter`.
+ * wasm, which lacks `Conv2DBackpropFilter`. `inputGradient: false` returns zeros for `x`.
  */
-export function conv2dFastGrad(x: tf.Tensor4D, w: tf.Tensor4D, options: ConvOptions): tf.Tensor4D {
+export function conv2dFastGrad(
+  x: tf.Tensor4D,
+  w: tf.Tensor4D,
+  options: ConvOptions,
+  inputGradient = true,
+): tf.Tensor4D {
   const g = geometryOf(x, w, options);
   return withSavedGrad(
     [x, w],
@@ -234,7 +239,8 @@ export function conv2dFastGrad(x: tf.Tensor4D, w: tf.Tensor4D, options: ConvOpti
     (xIn, wIn) =>
       tf.conv2d(xIn as tf.Tensor4D, wIn as tf.Tensor4D, g.strides, options.padding, 'NHWC', g.dilations),
     (dy, [xs, ws]) => [
-      conv2dInputGrad(dy as tf.Tensor4D, ws as tf.Tensor4D, g),
+      // Data (e.g. the image fed to the first layer) needs no gradient: zeros save a convolution.
+      inputGradient ? conv2dInputGrad(dy as tf.Tensor4D, ws as tf.Tensor4D, g) : tf.zerosLike(xs!),
       conv2dFilterGrad(xs as tf.Tensor4D, dy as tf.Tensor4D, g),
     ],
   ) as tf.Tensor4D;

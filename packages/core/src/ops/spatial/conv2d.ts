@@ -74,7 +74,12 @@ export const conv2dOp = defineOp<Conv2DAttrs>({
     }
     return [
       tf.tidy(() => {
-        let y: tf.Tensor = conv2dFastGrad(x as tf.Tensor4D, ctx.params.kernel as tf.Tensor4D, options);
+        let y: tf.Tensor = conv2dFastGrad(
+          x as tf.Tensor4D,
+          ctx.params.kernel as tf.Tensor4D,
+          options,
+          ctx.inputGradients[0],
+        );
         if (ctx.attrs.useBias) y = biasAddFastGrad(y, ctx.params.bias as tf.Tensor1D);
         return applyActivation(ctx.attrs.activation, y);
       }),

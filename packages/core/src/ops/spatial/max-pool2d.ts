@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { defineOp } from '../../op.js';
+import { canFuse } from '../basic/activation.js';
 import { withSavedGrad } from '../basic/saved-grad.js';
 import { type PoolAttrs, poolAttrs, poolFlops, poolInferShape, poolWindow } from './pool-window.js';
 
@@ -10,7 +11,8 @@ import { type PoolAttrs, poolAttrs, poolFlops, poolInferShape, poolWindow } from
  *   windows ignore the padded positions)
  * - input: `[batch, height, width, channels]`; output: `[batch, outHeight, outWidth, channels]`
  *
- * Its gradient is tfjs's `MaxPoolGrad`, except on wasm for windows that tile the image exactly
+ * Its gradient is tfjs's `MaxPoolGrad`, except when recording gradients on wasm for windows that
+ * tile the image exactly
  * (stride = pool size, sizes divisible): there wasm's `MaxPoolGrad` took a quarter of a CNN
  * training step, and {@link tiledMaxPool}'s elementwise gradient is about 4x faster.
  */
@@ -29,7 +31,8 @@ export const maxPool2dOp = defineOp<PoolAttrs>({
       options.strides[1] === pool[1] &&
       height! % pool[0] === 0 &&
       width! % pool[1] === 0;
-    if (tiles && tf.getBackend() === 'wasm') return [tiledMaxPool(x as tf.Tensor4D, pool)];
+    if (tiles && tf.getBackend() === 'wasm' && !canFuse(ctx.training))
+      return [tiledMaxPool(x as tf.Tensor4D, pool)];
     return [tf.maxPool(x as tf.Tensor4D, pool, options.strides, options.padding)];
   },
   flops: (attrs, _inputs, [output]) => poolFlops(attrs, output!),
