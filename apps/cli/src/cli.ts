@@ -101,8 +101,8 @@ export function buildProgram(out: (text: string) => void, err: (text: string) =>
       'MLP and demo CNN in dynn vs tfjs-layers on wasm: inference (batch 1, 256) and a training step (batch 64)',
     )
     .option('--json', 'print JSON')
-    .option('--warmup <n>', 'untimed runs before timing', positiveInt, 3)
-    .option('--repeats <n>', 'timed runs per case (the median is reported)', positiveInt, 15)
+    .option('--warmup <n>', 'untimed runs before timing', positiveInt, 5)
+    .option('--repeats <n>', 'timed runs per case (the median is reported)', positiveInt, 20)
     .option('--update-docs <file>', 'write the table into this markdown file (between bench:core markers)')
     .action(async (opts: { json?: boolean; warmup: number; repeats: number; updateDocs?: string }) => {
       const result = await runBenchCore({ warmup: opts.warmup, repeats: opts.repeats }, (label) =>
