@@ -109,6 +109,21 @@ describe('dynn CLI', () => {
     );
   });
 
+  it('bench core measures dynn and tfjs-layers side by side (smoke run)', async () => {
+    const { out, code } = await cli('bench', 'core', '--json', '--warmup', '1', '--repeats', '1');
+    expect(code).toBe(0);
+    const result = JSON.parse(out);
+    expect(result.backend).toBe('wasm');
+    expect(result.results).toHaveLength(6);
+    for (const row of result.results) {
+      expect(Object.keys(row).sort()).toEqual(['case', 'dynn_ms', 'model', 'ratio', 'tfjs_error', 'tfjs_ms']);
+      expect(row.dynn_ms).toBeGreaterThan(0);
+      if (row.tfjs_ms !== null) expect(row.ratio).toBeCloseTo(row.dynn_ms / row.tfjs_ms, 10);
+    }
+    // tfjs-layers cannot train a convnet on wasm; dynn can.
+    expect(result.results[5].tfjs_error).toMatch(/Conv2DBackpropFilter/);
+  }, 120_000);
+
   it('demo trains, evaluates and writes a report (smoke run)', async () => {
     const out = join(dir, 'demo');
     const result = await cli(
