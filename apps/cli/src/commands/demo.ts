@@ -126,14 +126,13 @@ export async function runDemo(options: DemoOptions, log: (line: string) => void)
   }
   const imagesPerSecond = testCount / ((performance.now() - timed) / 1000);
   const flopsPerImage = model.costs(1).reduce((s, c) => s + c.flops, 0);
-  const result: DemoResult = {
+  const measured = {
     backend: tf.getBackend(),
     testAccuracy: accuracy,
     params: model.paramCount,
     flopsPerImage,
     imagesPerSecond,
     trainSeconds,
-    reportDir: '',
   };
   const svg = await lineChartSvg({
     title: 'Demo CNN on Fashion-MNIST',
@@ -148,9 +147,9 @@ export async function runDemo(options: DemoOptions, log: (line: string) => void)
   const table = markdownTable(
     ['metric', 'value'],
     [
-      ['backend', result.backend],
+      ['backend', measured.backend],
       ['test accuracy', `${(accuracy * 100).toFixed(2)}% (${testCount} images)`],
-      ['parameters', result.params.toLocaleString('en-US')],
+      ['parameters', measured.params.toLocaleString('en-US')],
       ['FLOPs per image', formatFlops(flopsPerImage)],
       ['inference throughput (batch 256)', `${imagesPerSecond.toFixed(0)} images/s`],
       [
@@ -159,11 +158,12 @@ export async function runDemo(options: DemoOptions, log: (line: string) => void)
       ],
     ],
   );
-  result.reportDir = await writeReport(options.out, {
+  const reportDir = await writeReport(options.out, {
     'README.md': `# dynn demo: a CNN on Fashion-MNIST\n\n${table}\n\n![training curve](training-curve.svg)\n`,
     'training-curve.svg': svg,
-    'result.json': `${JSON.stringify(result, null, 2)}\n`,
+    'result.json': `${JSON.stringify(measured, null, 2)}\n`,
   });
+  const result: DemoResult = { ...measured, reportDir };
   model.dispose();
   tf.dispose([trainSet.x, trainSet.y, validation.x, validation.y, testSet.x, testSet.y]);
   return result;
