@@ -290,5 +290,7 @@ it('names the package to install for an unknown op', () => {
     /No plugin provides op 'test.Count' \(node 'before'\)\. Install @dynn\/test/,
   );
   const newer = { ...graph, opsets: { ...graph.opsets, test: 2 } };
-  expect(() => createModel(runtime, newer)).toThrow(/needs opset test v2, but test-plugin provides v1/);
+  expect(() => createModel(runtime, newer)).toThrow(
+    /needs opset test v2 \(for test.Count, test.Retire, test.Scale\), but test-plugin provides v1\. Upgrade test-plugin/,
+  );
 });

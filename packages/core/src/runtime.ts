@@ -90,11 +90,14 @@ export function createRuntime(options: RuntimeOptions = {}): Runtime {
       for (const [domain, version] of Object.entries(graph.opsets)) {
         const provider = opsets.get(domain);
         if (provider !== undefined && version > provider.opset) {
+          const used = [
+            ...new Set(graph.nodes.filter((n) => splitOpType(n.op).domain === domain).map((n) => n.op)),
+          ];
           throw new DynnError(
             'OP_VERSION',
-            `The graph needs opset ${domain} v${version}, but ${provider.name} provides v${provider.opset}. ` +
-              `Upgrade ${provider.name}.`,
-            file ? { file } : {},
+            `The graph needs opset ${domain} v${version} (for ${used.join(', ') || 'its ops'}), but ` +
+              `${provider.name} provides v${provider.opset}. Upgrade ${provider.name}.`,
+            { ...(file ? { file } : {}), ...(used[0] ? { op: used[0] } : {}) },
           );
         }
       }
