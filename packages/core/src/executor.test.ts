@@ -205,6 +205,28 @@ describeEachBackend('executor', () => {
     model.dispose();
   });
 
+  it('keeps outputs computed before their rows retire', async () => {
+    const b = new GraphBuilder(runtime);
+    const x = b.input('x', 'float32', ['batch', 2]);
+    const early = b.add('test.Scale', x, {}, { name: 'early' });
+    const y = b.add('test.Scale', b.add('test.Retire', early, {}, { name: 'exit' }), {}, { name: 'final' });
+    const model = createModel(runtime, b.build({ early, y }));
+    const input = tf.tensor2d([
+      [1, 1],
+      [-1, 2],
+    ]);
+    await expectNoLeaks(async () => {
+      const { outputs, report } = await model.run(input, { options: { 'test.scale': 3 } });
+      // Row 1 leaves at the exit; its 'early' value, computed before, is still returned.
+      await expectClose(outputs.early!, [3, 3, -3, 6]);
+      await expectClose(outputs.y!, [9, 9, -30, 60]);
+      expect(report!.servedBy).toEqual({ early: ['early', 'early'], y: ['final', 'exit'] });
+      tf.dispose(Object.values(outputs));
+    });
+    input.dispose();
+    model.dispose();
+  });
+
   it('computes only the requested outputs', async () => {
     const b = new GraphBuilder(runtime);
     const x = b.input('x', 'float32', ['batch', 2]);

@@ -346,7 +346,6 @@ export async function execute(model: Model, request: RunRequest): Promise<RunRes
   // Tensors the caller or the model owns are never disposed here, even if an op passes them on.
   const external = new Set<tf.Tensor>([...feeds.values(), ...model.params.values(), ...model.state.values()]);
   const owned = (t: tf.Tensor) => !external.has(t);
-  const producer = new Map(model.graph.nodes.flatMap((n) => n.outputs.map((o) => [o, n.name] as const)));
   const hold = (name: string, slot: Slot) => {
     slots.set(name, slot);
     holders.set(slot.tensor, (holders.get(slot.tensor) ?? 0) + 1);
@@ -424,10 +423,20 @@ export async function execute(model: Model, request: RunRequest): Promise<RunRes
       const rowsBefore = active;
       outputs.forEach((t, i) => {
         const name = node.outputs[i]!;
-        hold(
-          name,
-          model.values.get(name)!.shape[0] === BATCH ? { tensor: t, rows: rowsBefore } : { tensor: t },
-        );
+        const batchMajor = model.values.get(name)!.shape[0] === BATCH;
+        hold(name, batchMajor ? { tensor: t, rows: rowsBefore } : { tensor: t });
+        if (wanted.includes(name)) {
+          // A requested output is kept for the rows it was computed on now, before any of them
+          // retire at a later node. Tensors the caller or the model owns are cloned, never handed
+          // out; the piece's hold keeps the executor from disposing the tensor.
+          const tensor = owned(t) ? t : t.clone();
+          holders.set(tensor, (holders.get(tensor) ?? 0) + 1);
+          const rows = batchMajor ? rowsBefore : all;
+          const list = pieces.get(name) ?? [];
+          list.push({ rows, tensor });
+          pieces.set(name, list);
+          for (const row of rows) servedBy[name]![row] = node.name;
+        }
       });
       if (!Array.isArray(result) && result.retire !== undefined) {
         const retired = validateRetirement(node, model, result, active);
@@ -462,17 +471,6 @@ export async function execute(model: Model, request: RunRequest): Promise<RunRes
     const results: Record<string, tf.Tensor> = {};
     for (const output of model.graph.outputs.filter((o) => wanted.includes(o.name))) {
       const list = pieces.get(output.name) ?? [];
-      const slot = slots.get(output.name);
-      if (slot !== undefined && active.length > 0) {
-        const tensor = await aligned(output.name);
-        // Hand the tensor to the caller: detach it from the executor's holds, and clone it when
-        // another value still holds it or it is not ours to give away.
-        slots.delete(output.name);
-        const stillHeld = (holders.get(tensor) ?? 1) - 1;
-        holders.set(tensor, stillHeld);
-        list.push({ rows: active, tensor: stillHeld > 0 || !owned(tensor) ? tensor.clone() : tensor });
-        for (const row of active) servedBy[output.name]![row] = producer.get(output.name)!;
-      }
       pieces.delete(output.name);
       results[output.name] = await assemble(output.name, list, batchSize);
     }

@@ -394,6 +394,7 @@ export async function evaluate(
     const target = y instanceof tf.Tensor ? y : y[output]!;
     const result = await model.run(x, {
       report: false,
+      outputs: [output],
       ...(options.options ? { options: options.options } : {}),
     });
     try {
