@@ -9,6 +9,7 @@ const alias = {
   '@dynn/core': source('./packages/core/src/index.ts'),
   '@dynn/testing': source('./packages/testing/src/index.ts'),
   '@dynn/datasets': source('./packages/datasets/src/index.ts'),
+  '@dynn/early-exit': source('./packages/early-exit/src/index.ts'),
 };
 
 const chromiumPath = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';

@@ -1,0 +1,253 @@
+import { DynnError, defineOp, type OpContext, type OpResult, takeRows } from '@dynn/core';
+import * as tf from '@tensorflow/tfjs-core';
+import {
+  EXIT_HEADS,
+  type ExitHeadKind,
+  exitFeatures,
+  headFlops,
+  headForward,
+  headParams,
+} from './exit-head.js';
+import { type ResolvedExitOptions, readExitOptions, thresholdFor } from './options.js';
+
+/** What the graph output an exit answers for holds: logits, or probabilities (a softmax head). */
+export type ExitOutputActivation = 'linear' | 'softmax';
+
+/** Resolved attributes of {@link exitOp}. */
+export type ExitAttrs = {
+  classes: number;
+  head: ExitHeadKind;
+  hidden: number;
+  convFilters: number;
+  sharedHead: string;
+  output: string;
+  outputActivation: ExitOutputActivation;
+  exitOutputs: string[];
+  haltOutputs: string[];
+  carried: string[];
+  index: number;
+  halting: boolean;
+};
+
+/** The npm package, op domain and op-set version of the early-exit plugin. */
+export const EARLY_EXIT_PLUGIN = { name: '@dynn/early-exit', domain: 'early-exit', opset: 1 } as const;
+
+/** The op type of an exit. */
+export const EXIT_OP = 'early-exit.Exit';
+
+/** Outputs of an exit, by position. */
+export const EXIT_OUTPUT = { features: 0, logits: 1, state: 2, halt: 3 } as const;
+
+/** The per-row score a criterion compares with its threshold, `[rows]`. */
+function scoreOf(
+  criterion: Exclude<ResolvedExitOptions['criterion'], 'none'>,
+  logits: tf.Tensor,
+  state: tf.Tensor,
+  halt: tf.Tensor,
+): tf.Tensor {
+  return tf.tidy(() => {
+    switch (criterion) {
+      case 'maxProb':
+        return tf.max(tf.softmax(logits), -1);
+      case 'entropy': {
+        const logProbs = tf.logSoftmax(logits);
+        const entropy = tf.neg(tf.sum(tf.mul(tf.exp(logProbs), logProbs), -1));
+        return tf.div(entropy, Math.log(logits.shape[1]!));
+      }
+      case 'patience':
+        return tf.reshape(tf.slice(state, [0, 1], [-1, 1]), [-1]);
+      case 'learned':
+        return tf.reshape(halt, [-1]);
+    }
+  });
+}
+
+/**
+ * The decision of exit `index` under a criterion: true when a row with that score leaves. Shared by
+ * the op and the calibration sweep, so both decide alike.
+ */
+export function exitDecision(
+  options: Exclude<ResolvedExitOptions, { criterion: 'none' }>,
+  index: number,
+): (score: number) => boolean {
+  switch (options.criterion) {
+    case 'maxProb':
+    case 'learned': {
+      const threshold = thresholdFor(options.thresholds, index);
+      return (score: number) => score >= threshold;
+    }
+    case 'entropy': {
+      const threshold = thresholdFor(options.thresholds, index);
+      return (score: number) => score <= threshold;
+    }
+    case 'patience':
+      return (score: number) => score >= options.patience;
+  }
+}
+
+/** A new handle on `t`'s data (reshape never copies), so several outputs can own the same rows. */
+function handle(t: tf.Tensor): tf.Tensor {
+  return tf.reshape(t, t.shape);
+}
+
+/**
+ * Decides, with one readback of a per-row score, which rows leave here, and retires them with
+ * their values for the graph outputs this exit answers for.
+ */
+async function decide(
+  ctx: OpContext<ExitAttrs>,
+  options: Exclude<ResolvedExitOptions, { criterion: 'none' }>,
+  leavesAt: (score: number) => boolean,
+  outputs: tf.Tensor[],
+  carried: tf.Tensor[],
+): Promise<tf.Tensor[] | OpResult> {
+  const { attrs } = ctx;
+  const [, logits, state, halt] = outputs as [tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor];
+  const score = scoreOf(options.criterion, logits, state, halt);
+  const retired: Record<string, tf.Tensor> = {};
+  try {
+    const values = await score.data();
+    const chosen: number[] = [];
+    for (let i = 0; i < values.length; i++) if (leavesAt(values[i]!)) chosen.push(i);
+    ctx.record('exited', chosen.length);
+    if (chosen.length === 0) return outputs;
+    const rows = Int32Array.from(chosen);
+    const taken = await takeRows(logits, rows);
+    retired[attrs.output] = attrs.outputActivation === 'softmax' ? tf.softmax(taken) : handle(taken);
+    for (const name of attrs.exitOutputs) retired[name] = handle(taken);
+    taken.dispose();
+    if (attrs.haltOutputs.length > 0) {
+      const haltRows = await takeRows(halt, rows);
+      for (const name of attrs.haltOutputs) retired[name] = handle(haltRows);
+      haltRows.dispose();
+    }
+    for (const [i, name] of attrs.carried.entries()) retired[name] = await takeRows(carried[i]!, rows);
+    return { outputs, retire: { rows, outputs: retired } };
+  } catch (error) {
+    tf.dispose([...outputs.slice(1), ...Object.values(retired)]);
+    throw error;
+  } finally {
+    score.dispose();
+  }
+}
+
+/**
+ * `early-exit.Exit`: a classifier attached to intermediate features. It passes its features on
+ * unchanged and, in inference, retires the rows it is sure about, so later nodes compute only the
+ * others (BranchyNet, DeeBERT, PABEE, CALM).
+ *
+ * - inputs: `h` (features `[batch, d]` or an NHWC image `[batch, h, w, c]`); optionally the
+ *   previous exit's `state`; then, after `state`, the values of the graph outputs named in
+ *   `carried` (earlier exits' logits and halting probabilities), which rows leaving here keep
+ * - outputs: `h` (the same tensor), `logits` `[batch, classes]`, `state` `[batch, 2]` (this exit's
+ *   predicted class and how many consecutive exits agreed with their predecessor: the patience
+ *   carry of the next exit), `halt` `[batch, 1]` (the learned halting probability with `halting`,
+ *   else the largest softmax probability)
+ * - params: by head: `linear` and `shared`: `kernel`, `bias` (shared: `<sharedHead>/kernel`,
+ *   `<sharedHead>/bias`); `mlp`: `hiddenKernel`, `hiddenBias`, `kernel`, `bias`; `conv`:
+ *   `convKernel`, `convBias`, `kernel`, `bias`; with `halting`: `haltKernel`, `haltBias`
+ *
+ * The criterion comes from the run options (see {@link readExitOptions}); without them no row
+ * leaves and every output equals the model's without exits. Rows leave in inference only.
+ */
+export const exitOp = defineOp<ExitAttrs>({
+  type: EXIT_OP,
+  version: 1,
+  description:
+    'An early exit: a classifier on intermediate features; in inference the rows it is sure about leave the computation.',
+  attrs: {
+    classes: { kind: 'int', min: 2, doc: 'number of classes' },
+    head: {
+      kind: 'enum',
+      values: EXIT_HEADS,
+      default: 'linear',
+      doc: 'classifier: linear, mlp, conv or shared',
+    },
+    hidden: { kind: 'int', min: 1, default: 64, doc: 'hidden units of the mlp head' },
+    convFilters: { kind: 'int', min: 1, default: 16, doc: 'filters of the conv head' },
+    sharedHead: {
+      kind: 'string',
+      default: 'head',
+      doc: 'name of the tensor group every shared head uses (<sharedHead>/kernel, <sharedHead>/bias)',
+    },
+    output: { kind: 'string', default: 'logits', doc: 'the graph output this exit answers for' },
+    outputActivation: {
+      kind: 'enum',
+      values: ['linear', 'softmax'],
+      default: 'linear',
+      doc: 'what that output holds: logits (linear) or probabilities (softmax)',
+    },
+    exitOutputs: {
+      kind: 'strings',
+      default: [],
+      doc: 'graph outputs of this and later exits: rows leaving here give them these logits',
+    },
+    haltOutputs: {
+      kind: 'strings',
+      default: [],
+      doc: 'graph outputs of the halting probabilities of this and later exits',
+    },
+    carried: {
+      kind: 'strings',
+      default: [],
+      doc: 'graph outputs of earlier exits read as inputs after state: rows leaving here keep their values',
+    },
+    index: { kind: 'int', min: 0, default: 0, doc: 'position of this exit, 0-based (picks its threshold)' },
+    halting: { kind: 'bool', default: false, doc: 'adds a learned halting head (CALM)' },
+  },
+  inputs: { min: 1, max: Number.POSITIVE_INFINITY },
+  outputs: 4,
+  params: (attrs, [h]) => headParams(attrs, exitFeatures(h!, attrs.head)),
+  inferShape(attrs, [h, state, ...carried]) {
+    exitFeatures(h!, attrs.head);
+    const batch = h!.shape[0]!;
+    if (carried.length !== attrs.carried.length || (attrs.carried.length > 0 && state === undefined)) {
+      throw new Error(
+        `an exit takes its features, the previous exit's state and one input per carried output (${attrs.carried.length}), got ${1 + (state ? 1 : 0) + carried.length} inputs`,
+      );
+    }
+    if (state !== undefined) {
+      const ok = state.dtype === 'float32' && state.shape.length === 2 && state.shape[1] === 2;
+      if (!ok)
+        throw new Error(
+          `the state input must be float32 [batch, 2], got ${state.dtype}[${state.shape.join(', ')}]`,
+        );
+    }
+    return [
+      { shape: h!.shape, dtype: h!.dtype },
+      { shape: [batch, attrs.classes], dtype: 'float32' },
+      { shape: [batch, 2], dtype: 'float32' },
+      { shape: [batch, 1], dtype: 'float32' },
+    ];
+  },
+  forward(ctx, [h, previous, ...carried]) {
+    // Read (and check) the options on every call, so a bad option fails even in training.
+    const options = readExitOptions(ctx.options);
+    const deciding = !ctx.training && options.criterion !== 'none';
+    if (options.criterion === 'learned' && !ctx.attrs.halting && deciding) {
+      throw new DynnError(
+        'INVALID_OPTION',
+        `Run option 'early-exit'.criterion 'learned' needs a halting head, but exit '${ctx.node.name}' has none; insert exits with halting: true.`,
+        { node: ctx.node.name, op: EXIT_OP },
+      );
+    }
+    // Before computing anything, so a missing per-exit threshold leaks nothing.
+    const leavesAt =
+      options.criterion !== 'none' && deciding ? exitDecision(options, ctx.attrs.index) : undefined;
+    const { logits, halt: learned } = headForward(ctx, ctx.attrs, h!);
+    const [state, halt] = tf.tidy(() => {
+      const predicted = tf.cast(tf.argMax(logits, -1), 'float32');
+      let agreements: tf.Tensor = tf.zerosLike(predicted);
+      if (previous !== undefined) {
+        const [previousClass, previousCount] = tf.split(previous, 2, 1) as [tf.Tensor, tf.Tensor];
+        const same = tf.equal(predicted, tf.reshape(previousClass, [-1]));
+        agreements = tf.where(same, tf.add(tf.reshape(previousCount, [-1]), 1), agreements);
+      }
+      return [tf.stack([predicted, agreements], 1), learned ?? tf.max(tf.softmax(logits), -1, true)];
+    });
+    const outputs = [h!, logits, state!, halt!];
+    if (leavesAt === undefined || options.criterion === 'none') return outputs;
+    return decide(ctx, options, leavesAt, outputs, carried);
+  },
+  flops: (attrs, [h]) => headFlops(attrs, h!),
+});

@@ -1,0 +1,320 @@
+import {
+  type Attrs,
+  addTensor,
+  BATCH,
+  createRuntime,
+  DynnError,
+  definePass,
+  definePlugin,
+  type Graph,
+  type GraphNode,
+  inferShapes,
+  nodeTensorSpecs,
+  type Plugin,
+  type Runtime,
+  type TensorInfo,
+  type ValueInfo,
+  validateGraph,
+} from '@dynn/core';
+import { EARLY_EXIT_PLUGIN, EXIT_OP, type ExitAttrs, type ExitOutputActivation, exitOp } from './exit.js';
+import { EXIT_HEADS, type ExitHeadKind, exitFeatures } from './exit-head.js';
+
+/** Options of the `early-exit.insert-exits` pass. Give `at` or `every`. */
+export interface InsertExitsOptions {
+  /** Nodes after which an exit goes (each must have one output: features or an NHWC image). */
+  at?: readonly string[];
+  /**
+   * An exit after every k-th counted node (see `ops`), placed at the last point before the next
+   * counted node where the graph is a chain (after a residual block's merge, not inside it).
+   */
+  every?: number;
+  /** Op types `every` counts (default: nodes with parameters, except normalisations). */
+  ops?: readonly string[];
+  /** Classes of the exits (default: the last axis of `output`, which it must equal). */
+  classes?: number;
+  /** Head of every exit (default `linear`). */
+  head?: ExitHeadKind;
+  /** Hidden units of `mlp` heads (default 64). */
+  hidden?: number;
+  /** Filters of `conv` heads (default 16). */
+  convFilters?: number;
+  /** Tensor group of `shared` heads (default `head`). */
+  sharedHead?: string;
+  /** Adds a learned halting head to every exit (default false). */
+  halting?: boolean;
+  /** The graph output the exits answer for (default: the graph's first output). */
+  output?: string;
+  /** Runtime whose ops the graph uses (default: the core ops); needed for graphs with plugin ops. */
+  runtime?: Runtime;
+}
+
+function invalid(message: string): DynnError {
+  return new DynnError('INVALID_OPTION', `early-exit.insert-exits: ${message}`);
+}
+
+/** A name not in `taken` (`base`, else `base_1`, `base_2`...), which is then taken. */
+function fresh(base: string, taken: Set<string>): string {
+  let name = base;
+  for (let n = 1; taken.has(name); n++) name = `${base}_${n}`;
+  taken.add(name);
+  return name;
+}
+
+/** What a graph output holds, judged from the node producing it: probabilities after a softmax. */
+function activationOf(producer: GraphNode | undefined): ExitOutputActivation {
+  if (producer === undefined) return 'linear';
+  const { op, attrs } = producer;
+  const softmax =
+    (op === 'core.Dense' && attrs.activation === 'softmax') ||
+    (op === 'core.Activation' && attrs.fn === 'softmax' && (attrs.axis ?? -1) === -1);
+  return softmax ? 'softmax' : 'linear';
+}
+
+/** Features an exit with `head` can read: batch-major, as {@link exitFeatures} accepts them. */
+function exitable(info: ValueInfo | undefined, head: ExitHeadKind): boolean {
+  if (info === undefined || info.shape[0] !== BATCH) return false;
+  try {
+    exitFeatures(info, head);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Indices of the nodes the value `output` depends on. */
+function ancestorsOf(graph: Graph, output: string): Set<number> {
+  const needed = new Set([output]);
+  const ancestors = new Set<number>();
+  for (let i = graph.nodes.length - 1; i >= 0; i--) {
+    const node = graph.nodes[i]!;
+    if (!node.outputs.some((o) => needed.has(o))) continue;
+    ancestors.add(i);
+    for (const input of node.inputs) needed.add(input);
+  }
+  return ancestors;
+}
+
+/**
+ * Positions after which the graph is a chain: the node's output is the only value produced so far
+ * that a later node still reads (so an exit there sees everything the rest of the graph needs).
+ */
+function chainPoints(graph: Graph): Set<number> {
+  const lastRead = new Map<string, number>();
+  graph.nodes.forEach((node, i) => {
+    for (const input of node.inputs) lastRead.set(input, i);
+  });
+  const points = new Set<number>();
+  const live = new Set<string>(graph.inputs.map((v) => v.name).filter((name) => lastRead.has(name)));
+  graph.nodes.forEach((node, i) => {
+    for (const name of [...live]) if (lastRead.get(name)! <= i) live.delete(name);
+    for (const output of node.outputs) if ((lastRead.get(output) ?? -1) > i) live.add(output);
+    if (node.outputs.length === 1 && [...live].every((name) => name === node.outputs[0])) points.add(i);
+  });
+  return points;
+}
+
+/** Positions of the nodes after which exits go, ascending. */
+function attachPoints(
+  graph: Graph,
+  runtime: Runtime,
+  values: Map<string, ValueInfo>,
+  options: InsertExitsOptions,
+  output: string,
+): number[] {
+  const head = options.head ?? 'linear';
+  const ancestors = ancestorsOf(graph, output);
+  const producer = graph.nodes.findIndex((node) => node.outputs.includes(output));
+  if (options.at !== undefined) {
+    const positions = options.at.map((name) => {
+      const i = graph.nodes.findIndex((node) => node.name === name);
+      const node = graph.nodes[i];
+      if (node === undefined) throw invalid(`no node named '${name}' (in option 'at').`);
+      if (node.outputs.length !== 1)
+        throw invalid(`node '${name}' has ${node.outputs.length} outputs; an exit needs one.`);
+      const info = values.get(node.outputs[0]!);
+      if (!exitable(info, head)) {
+        throw invalid(
+          `node '${name}' outputs ${info?.dtype}[${info?.shape.join(', ')}]; ${head === 'conv' ? "head 'conv' reads" : 'an exit reads'} float32 ${head === 'conv' ? '' : '[batch, d] or '}[batch, h, w, c].`,
+        );
+      }
+      if (!ancestors.has(i) || i === producer) {
+        throw invalid(
+          `node '${name}' is not before output '${output}'; put exits on the path that computes it.`,
+        );
+      }
+      return i;
+    });
+    return [...new Set(positions)].sort((a, b) => a - b);
+  }
+  const every = options.every!;
+  const counted: number[] = [];
+  graph.nodes.forEach((node, i) => {
+    if (!ancestors.has(i)) return;
+    const counts =
+      options.ops !== undefined
+        ? options.ops.includes(node.op)
+        : !/Norm$/.test(node.op) &&
+          nodeTensorSpecs(
+            runtime,
+            node,
+            node.inputs.map((name) => values.get(name)!),
+          ).params.length > 0;
+    if (counts) counted.push(i);
+  });
+  // Counting parametrised nodes, the last one is the classifier: no exit after it.
+  const limit = options.ops === undefined ? (counted.at(-1) ?? producer) : producer;
+  const candidates = [...chainPoints(graph)]
+    .filter((i) => i < limit && ancestors.has(i) && exitable(values.get(graph.nodes[i]!.outputs[0]!), head))
+    .sort((a, b) => a - b);
+  const chosen = new Set<number>();
+  for (let j = every; j <= counted.length; j += every) {
+    const start = counted[j - 1]!;
+    const end = counted[j] ?? limit;
+    const inside = candidates.filter((i) => i >= start && i < end);
+    const point = inside.at(-1) ?? candidates.find((i) => i >= end);
+    if (point !== undefined) chosen.add(point);
+  }
+  return [...chosen].sort((a, b) => a - b);
+}
+
+/** The runtime of the rewritten graph: the given plugins plus the exit op. */
+function runtimeWithExits(runtime: Runtime): Runtime {
+  const exits: Plugin = definePlugin({ ...EARLY_EXIT_PLUGIN, ops: [exitOp] });
+  const others = runtime.plugins.filter((p) => p.domain !== 'core' && p.domain !== EARLY_EXIT_PLUGIN.domain);
+  return createRuntime({ plugins: [...others, exits] });
+}
+
+/**
+ * Inserts exits into a graph (a pure function: the input graph is not changed). Each chosen node
+ * gets a new output name and the exit takes over the old one as its pass-through output, so no
+ * reader needs rewiring and, with criterion `none`, every output equals the original's exactly.
+ * Successive exits chain their patience state; each exit's logits become a graph output `exit<k>`
+ * (and, with `halting`, its halting probability `halt<k>`), after the original outputs.
+ */
+export function insertExits(graph: Graph, options: InsertExitsOptions): Graph {
+  if ((options.at === undefined) === (options.every === undefined)) {
+    throw invalid("give exactly one of 'at' (node names) and 'every' (a count).");
+  }
+  if (options.every !== undefined && !(Number.isInteger(options.every) && options.every >= 1)) {
+    throw invalid(`'every' must be an integer >= 1, got ${options.every}.`);
+  }
+  if (options.head !== undefined && !EXIT_HEADS.includes(options.head)) {
+    throw invalid(`'head' is ${JSON.stringify(options.head)}; expected one of ${EXIT_HEADS.join(', ')}.`);
+  }
+  if (graph.nodes.some((node) => node.op === EXIT_OP)) {
+    throw invalid('the graph already has exits; insert them into the graph without exits.');
+  }
+  const runtime = options.runtime ?? createRuntime();
+  const values = inferShapes(runtime, graph);
+  const output = options.output ?? graph.outputs[0]!.name;
+  const outputInfo = graph.outputs.find((o) => o.name === output);
+  if (outputInfo === undefined) {
+    throw invalid(`no graph output '${output}'. Outputs: ${graph.outputs.map((o) => o.name).join(', ')}.`);
+  }
+  const classes = outputInfo.shape[1];
+  if (outputInfo.shape.length !== 2 || typeof classes !== 'number') {
+    throw invalid(
+      `exits answer for a [batch, classes] output; '${output}' is [${outputInfo.shape.join(', ')}].`,
+    );
+  }
+  if (options.classes !== undefined && options.classes !== classes) {
+    throw invalid(`'classes' is ${options.classes} but output '${output}' has ${classes}.`);
+  }
+  const points = attachPoints(graph, runtime, values, options, output);
+  if (points.length === 0)
+    throw invalid(`no place for an exit before '${output}' with every=${options.every}.`);
+
+  const nodeNames = new Set(graph.nodes.map((n) => n.name));
+  const valueNames = new Set(values.keys());
+  const exits = points.map((position, index) => {
+    const node = fresh(`exit${index}`, nodeNames);
+    return {
+      position,
+      index,
+      node,
+      logits: fresh(`exit${index}`, valueNames),
+      state: fresh(`${node}/state`, valueNames),
+      halt: fresh(`halt${index}`, valueNames),
+      features: fresh(`${graph.nodes[position]!.outputs[0]!}/features`, valueNames),
+    };
+  });
+  const producer = graph.nodes.find((node) => node.outputs.includes(output));
+  const exitRuntime = runtimeWithExits(runtime);
+  const nodes: GraphNode[] = [];
+  const params: TensorInfo[] = graph.params.map((t) => ({ ...t }));
+  const outputs: ValueInfo[] = graph.outputs.map((o) => ({ ...o, shape: [...o.shape] }));
+  let next = 0;
+  graph.nodes.forEach((node, position) => {
+    const exit = exits[next];
+    if (exit?.position !== position) {
+      nodes.push({ ...node, inputs: [...node.inputs], outputs: [...node.outputs] });
+      return;
+    }
+    next++;
+    const passThrough = node.outputs[0]!;
+    const later = exits.slice(exit.index);
+    // Earlier exits' outputs ride along, so rows leaving here keep the values computed for them.
+    const earlier = exits.slice(0, exit.index);
+    const carried = [...earlier.map((e) => e.logits), ...(options.halting ? earlier.map((e) => e.halt) : [])];
+    const attrs: Omit<ExitAttrs, 'classes' | 'outputActivation'> & Attrs = {
+      head: options.head ?? 'linear',
+      hidden: options.hidden ?? 64,
+      convFilters: options.convFilters ?? 16,
+      sharedHead: options.sharedHead ?? 'head',
+      output,
+      exitOutputs: later.map((e) => e.logits),
+      haltOutputs: options.halting ? later.map((e) => e.halt) : [],
+      carried,
+      index: exit.index,
+      halting: options.halting ?? false,
+    };
+    const exitNode: GraphNode = {
+      name: exit.node,
+      op: EXIT_OP,
+      inputs: exit.index === 0 ? [exit.features] : [exit.features, exits[exit.index - 1]!.state, ...carried],
+      outputs: [passThrough, exit.logits, exit.state, exit.halt],
+      attrs: { ...attrs, classes, outputActivation: activationOf(producer) },
+    };
+    nodes.push({ ...node, inputs: [...node.inputs], outputs: [exit.features] });
+    nodes.push(exitNode);
+    const features = { ...values.get(passThrough)!, name: exit.features };
+
+    // Parameters depend on the features only.
+    for (const t of nodeTensorSpecs(exitRuntime, exitNode, [features]).params) addTensor(params, t.info);
+    const batch = values.get(passThrough)!.shape[0]!;
+    outputs.push({ name: exit.logits, dtype: 'float32', shape: [batch, classes] });
+  });
+  if (options.halting) {
+    for (const exit of exits)
+      outputs.push({
+        name: exit.halt,
+        dtype: 'float32',
+        shape: [values.get(graph.nodes[exit.position]!.outputs[0]!)!.shape[0]!, 1],
+      });
+  }
+  const result: Graph = {
+    ...graph,
+    opsets: { ...graph.opsets, [EARLY_EXIT_PLUGIN.domain]: EARLY_EXIT_PLUGIN.opset },
+    inputs: graph.inputs.map((v) => ({ ...v, shape: [...v.shape] })),
+    outputs,
+    nodes,
+    params,
+    state: graph.state.map((t) => ({ ...t })),
+  };
+  validateGraph(exitRuntime, result);
+  return result;
+}
+
+/**
+ * The pass `early-exit.insert-exits`: {@link insertExits} as a pass of the plugin.
+ *
+ * @example
+ * ```ts
+ * const withExits = runtime.pass('early-exit.insert-exits').run(graph, { every: 2, head: 'mlp' });
+ * ```
+ */
+export const insertExitsPass = definePass<InsertExitsOptions>({
+  name: 'early-exit.insert-exits',
+  description: 'Inserts early exits after named nodes or after every k-th layer.',
+  run: insertExits,
+});
