@@ -42,7 +42,7 @@ afterAll(async () => {
 });
 
 describe('dynn CLI', () => {
-  it.each([['demo'], ['inspect'], ['predict'], ['convert'], ['bench', 'core']])(
+  it.each([['demo'], ['inspect'], ['predict'], ['convert'], ['early-exit', 'add'], ['bench', 'core']])(
     '%s --help describes the command',
     async (...command) => {
       const { out, code } = await cli(...command, '--help');
@@ -69,6 +69,33 @@ describe('dynn CLI', () => {
     const prediction = JSON.parse(out);
     expect(prediction.logits.shape).toEqual([2, 10]);
     expect(prediction.logits.values[1]).toEqual(Array(10).fill(0));
+  });
+
+  it('early-exit add inserts exits that change nothing until enabled', async () => {
+    const source = join(dir, 'mlp', 'model.json');
+    const { out, code, err } = await cli(
+      'early-exit',
+      'add',
+      source,
+      join(dir, 'exits'),
+      '--at',
+      'dense1,dense2',
+    );
+    expect(err).toBe('');
+    expect(code).toBe(0);
+    expect(out).toMatch(/with 2 exits/);
+    const inspection = JSON.parse((await cli('inspect', join(dir, 'exits', 'model.json'), '--json')).out);
+    expect(inspection.nodes.filter((n: { op: string }) => n.op === 'early-exit.Exit')).toHaveLength(2);
+    const input = join(dir, 'exit-input.json');
+    await writeFile(input, JSON.stringify([Array(784).fill(0.25)]));
+    const before = JSON.parse((await cli('predict', source, '--input', input, '--json')).out);
+    const after = JSON.parse(
+      (await cli('predict', join(dir, 'exits', 'model.json'), '--input', input, '--json')).out,
+    );
+    expect(after.logits.values).toEqual(before.logits.values);
+    const neither = await cli('early-exit', 'add', source, join(dir, 'bad'));
+    expect(neither.code).toBe(1);
+    expect(neither.err).toMatch(/exactly one of --at/);
   });
 
   it('predict names the file when the input is not JSON', async () => {

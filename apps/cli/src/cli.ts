@@ -1,10 +1,12 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { BACKEND_NAMES, type BackendName, isDynnError } from '@dynn/core';
+import type { ExitHeadKind } from '@dynn/early-exit';
 import * as tf from '@tensorflow/tfjs-core';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { benchCoreMarkdown, runBenchCore } from './commands/bench-core.js';
 import { convert } from './commands/convert.js';
 import { runDemo } from './commands/demo.js';
+import { addExitsToFile, HEAD_CHOICES } from './commands/early-exit-add.js';
 import { formatInspection, inspectModel } from './commands/inspect.js';
 import { predict } from './commands/predict.js';
 import { formatFlops } from './report-files.js';
@@ -93,6 +95,36 @@ export function buildProgram(out: (text: string) => void, err: (text: string) =>
         `wrote ${result.file}: ${result.nodes} nodes, ${result.params.toLocaleString('en-US')} parameters\n`,
       );
     });
+
+  program
+    .command('early-exit')
+    .description('early-exit networks: insert exits into a saved model')
+    .command('add')
+    .description('insert early exits into a dynn model and save the multi-exit model')
+    .argument('<model.json>', 'dynn model file')
+    .argument('<out-dir>', 'folder to write the model with exits to')
+    .option('--at <nodes>', 'comma-separated node names to put an exit after')
+    .option('--every <k>', 'an exit after every k-th layer with parameters', positiveInt)
+    .addOption(new Option('--head <kind>', 'exit head').choices(HEAD_CHOICES as string[]).default('linear'))
+    .option('--halting', 'add a learned halting head to every exit')
+    .action(
+      async (
+        source: string,
+        outDir: string,
+        opts: { at?: string; every?: number; head: ExitHeadKind; halting?: boolean },
+      ) => {
+        if ((opts.at === undefined) === (opts.every === undefined)) {
+          throw new InvalidArgumentError('give exactly one of --at <nodes> or --every <k>');
+        }
+        const result = await addExitsToFile(source, outDir, {
+          ...(opts.at ? { at: opts.at.split(',').map((name) => name.trim()) } : {}),
+          ...(opts.every ? { every: opts.every } : {}),
+          head: opts.head,
+          halting: opts.halting ?? false,
+        });
+        out(`wrote ${result.file} with ${result.exits.length} exits: ${result.exits.join(', ')}\n`);
+      },
+    );
 
   const bench = program.command('bench').description('measure dynn against its baselines, side by side');
   bench

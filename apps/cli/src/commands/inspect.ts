@@ -1,5 +1,6 @@
-import { createRuntime, loadModel } from '@dynn/core';
+import { loadModel } from '@dynn/core';
 import { formatFlops, markdownTable } from '../report-files.js';
+import { cliRuntime } from '../runtime.js';
 
 /** One node as `dynn inspect` prints it. */
 export interface InspectedNode {
@@ -24,7 +25,7 @@ export interface Inspection {
 
 /** Loads a dynn model file and lists its nodes with shapes, parameters and FLOPs per row. */
 export async function inspectModel(file: string): Promise<Inspection> {
-  const model = await loadModel(createRuntime(), file);
+  const model = await loadModel(cliRuntime(), file);
   try {
     const costs = model.costs(1);
     const nodes = model.graph.nodes.map((node, i) => ({

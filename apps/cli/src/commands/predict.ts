@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
-import { type BackendName, createRuntime, DynnError, loadModel, useBackend } from '@dynn/core';
+import { type BackendName, DynnError, loadModel, useBackend } from '@dynn/core';
 import * as tf from '@tensorflow/tfjs-core';
+import { cliRuntime } from '../runtime.js';
 
 /** What `dynn predict --json` prints: each output's shape and nested values. */
 export type Prediction = Record<string, { shape: number[]; values: unknown }>;
@@ -42,7 +43,7 @@ export async function predict(
       },
     );
   }
-  const model = await loadModel(createRuntime(), modelFile);
+  const model = await loadModel(cliRuntime(), modelFile);
   const feeds: Record<string, tf.Tensor> = {};
   try {
     const byName =
