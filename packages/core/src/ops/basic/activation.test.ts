@@ -1,6 +1,5 @@
 import { checkOpGradients, describeEachBackend, expectClose, guardLeaks, runOp } from '@dynn/testing';
 import * as tf from '@tensorflow/tfjs-core';
-import '@tensorflow/tfjs-core/dist/register_all_gradients';
 import { describe, expect, it } from 'vitest';
 import { BATCH } from '../../ir.js';
 import { resolveAttrs } from '../../op.js';

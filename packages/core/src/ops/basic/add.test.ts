@@ -7,7 +7,6 @@ import {
   seededUniform,
 } from '@dynn/testing';
 import * as tf from '@tensorflow/tfjs-core';
-import '@tensorflow/tfjs-core/dist/register_all_gradients';
 import { describe, expect, it } from 'vitest';
 import { BATCH } from '../../ir.js';
 import { addOp } from './add.js';

@@ -1,6 +1,5 @@
 import { activateBackend, describeEachBackend, expectClose, guardLeaks, seededUniform } from '@dynn/testing';
 import * as tf from '@tensorflow/tfjs-core';
-import '@tensorflow/tfjs-core/dist/register_all_gradients';
 import { expect, it } from 'vitest';
 import { gatherRows } from './gather-rows.js';
 

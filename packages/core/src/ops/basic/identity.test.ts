@@ -1,5 +1,4 @@
 import { checkOpGradients, describeEachBackend, guardLeaks, runOp, seededUniform } from '@dynn/testing';
-import '@tensorflow/tfjs-core/dist/register_all_gradients';
 import { describe, expect, it } from 'vitest';
 import { BATCH } from '../../ir.js';
 import { identityOp } from './identity.js';

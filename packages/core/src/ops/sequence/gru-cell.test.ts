@@ -1,6 +1,3 @@
-// tfjs-core registers no gradients by itself (the `@tensorflow/tfjs` union package does); the
-// gradient checks need them.
-import '@tensorflow/tfjs-core/dist/register_all_gradients';
 import {
   checkOpGradients,
   describeEachBackend,
