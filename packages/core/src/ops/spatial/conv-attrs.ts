@@ -1,5 +1,5 @@
 import type { Attrs, ValueInfo } from '../../ir.js';
-import type { AttrSpec } from '../../op.js';
+import type { AttrSpec, ParamSpec } from '../../op.js';
 import type { ActivationName } from '../basic/activation.js';
 import {
   checkStridesOrDilations,
@@ -76,4 +76,17 @@ export function convInput(inputs: readonly ValueInfo[]): ImageInfo {
 /** Product of the dimensions of a concrete shape. */
 export function sizeOf(shape: readonly number[]): number {
   return shape.reduce((a, b) => a * b, 1);
+}
+
+/** The `depthwiseKernel` parameter of depthwise and separable convs: [kh, kw, channels, multiplier], Glorot-initialised as Keras does. */
+export function depthwiseKernelSpec(
+  [kh, kw]: readonly [number, number],
+  channels: number,
+  multiplier: number,
+): ParamSpec {
+  return {
+    name: 'depthwiseKernel',
+    shape: [kh, kw, channels, multiplier],
+    init: { kind: 'glorotUniform', fanIn: kh * kw * channels, fanOut: kh * kw * multiplier },
+  };
 }

@@ -7,6 +7,7 @@ import {
   convInput,
   convWindow,
   depthMultiplierAttr,
+  depthwiseKernelSpec,
   sizeOf,
 } from './conv-attrs.js';
 import { paddingAttr, windowOutputShape } from './conv-geometry.js';
@@ -48,11 +49,7 @@ export const depthwiseConv2dOp = defineOp<DepthwiseConv2DAttrs>({
     const [kh, kw] = convWindow(attrs).kernel;
     const multiplier = attrs.depthMultiplier;
     return [
-      {
-        name: 'depthwiseKernel',
-        shape: [kh, kw, channels, multiplier],
-        init: { kind: 'glorotUniform', fanIn: kh * kw * channels, fanOut: kh * kw * multiplier },
-      },
+      depthwiseKernelSpec([kh, kw], channels, multiplier),
       ...(attrs.useBias
         ? [{ name: 'bias', shape: [channels * multiplier], init: { kind: 'zeros' as const } }]
         : []),

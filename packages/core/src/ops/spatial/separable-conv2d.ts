@@ -7,6 +7,7 @@ import {
   convInput,
   convWindow,
   depthMultiplierAttr,
+  depthwiseKernelSpec,
   sizeOf,
 } from './conv-attrs.js';
 import { paddingAttr, type WindowOptions, windowOutputShape } from './conv-geometry.js';
@@ -49,11 +50,7 @@ export const separableConv2dOp = defineOp<SeparableConv2DAttrs>({
     const [kh, kw] = convWindow(attrs).kernel;
     const multiplier = attrs.depthMultiplier;
     return [
-      {
-        name: 'depthwiseKernel',
-        shape: [kh, kw, channels, multiplier],
-        init: { kind: 'glorotUniform', fanIn: kh * kw * channels, fanOut: kh * kw * multiplier },
-      },
+      depthwiseKernelSpec([kh, kw], channels, multiplier),
       {
         name: 'pointwiseKernel',
         shape: [1, 1, channels * multiplier, attrs.filters],
