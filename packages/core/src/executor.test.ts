@@ -298,9 +298,14 @@ it('tells ops in training which inputs need gradients', () => {
   expect(gradientFlags).toEqual([[false], [true]]);
   gradientFlags.length = 0;
   tf.tidy(() => {
-    forwardForTraining(model, new Map([['x', input]]), {}, 0, new Set());
+    forwardForTraining(model, new Map([['x', input]]), {}, 0, { trainable: new Set() });
   });
   expect(gradientFlags).toEqual([[false], [false]]);
+  gradientFlags.length = 0;
+  tf.tidy(() => {
+    forwardForTraining(model, new Map([['x', input]]), {}, 0, { trainable: new Set(), inputGradients: true });
+  });
+  expect(gradientFlags).toEqual([[true], [true]]);
   input.dispose();
   model.dispose();
 });

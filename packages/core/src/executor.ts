@@ -484,6 +484,19 @@ export async function execute(model: Model, request: RunRequest): Promise<RunRes
   }
 }
 
+/** How {@link forwardForTraining} runs. */
+export interface TapedForwardOptions {
+  /** Parameters being trained (default all): tells ops which inputs need gradients. */
+  trainable?: ReadonlySet<tf.Variable>;
+  /**
+   * Run ops in training mode (default true). False keeps inference behaviour (no dropout, moving
+   * statistics) under the tape, for gradients with respect to the inputs (adversarial attacks).
+   */
+  training?: boolean;
+  /** Whether gradients must flow into the graph inputs themselves (default false). */
+  inputGradients?: boolean;
+}
+
 /** What {@link forwardForTraining} returns: outputs and side effects, all inside the caller's tape. */
 export interface TrainingForward {
   outputs: Record<string, tf.Tensor>;
@@ -495,15 +508,14 @@ export interface TrainingForward {
 /**
  * Runs every node on every row, synchronously, in training mode: the form gradients need
  * (`tf.variableGrads` tapes synchronously). Ops must not be async or retire rows here.
- * Intermediates are left to the caller's `tf.tidy`; state updates are `tf.keep`-ed. `trainable`
- * (default: every parameter) tells ops which inputs need gradients.
+ * Intermediates are left to the caller's `tf.tidy`; state updates are `tf.keep`-ed.
  */
 export function forwardForTraining(
   model: Model,
   feeds: ReadonlyMap<string, tf.Tensor>,
   options: RunOptions,
   seed: number,
-  trainable?: ReadonlySet<tf.Variable>,
+  { trainable, training = true, inputGradients = false }: TapedForwardOptions = {},
 ): TrainingForward {
   const values = new Map<string, tf.Tensor>(feeds);
   const losses: AuxLoss[] = [];
@@ -511,7 +523,7 @@ export function forwardForTraining(
   const batchSize = feeds.values().next().value?.shape[0] ?? 1;
   const rows = { batchSize, indices: Int32Array.from({ length: batchSize }, (_, i) => i) };
   // A value needs a gradient when some trainable parameter influences it.
-  const influenced = new Set<string>();
+  const influenced = new Set<string>(inputGradients ? feeds.keys() : []);
   for (const node of model.graph.nodes) {
     const def = model.runtime.op(node.op, node.name);
     const { params, state } = nodeTensors(model, node);
@@ -524,7 +536,7 @@ export function forwardForTraining(
       attrs: nodeAttrs(model, node),
       params,
       state,
-      training: true,
+      training,
       options,
       rows,
       seed,

@@ -4,7 +4,14 @@ export type { AddOptions } from './builder.js';
 export { GraphBuilder } from './builder.js';
 export type { DynnErrorCode, DynnErrorContext } from './errors.js';
 export { DynnError, isDynnError } from './errors.js';
-export type { ComputeReport, NodeReport, RunRequest, RunResult, TrainingForward } from './executor.js';
+export type {
+  ComputeReport,
+  NodeReport,
+  RunRequest,
+  RunResult,
+  TapedForwardOptions,
+  TrainingForward,
+} from './executor.js';
 export { forwardForTraining } from './executor.js';
 export { ensureGradients } from './gradients.js';
 export type { TensorOrMap } from './host-batches.js';

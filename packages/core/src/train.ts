@@ -235,7 +235,9 @@ export class Trainer {
     await ensureGradients();
     try {
       const { value, grads } = tf.variableGrads(() => {
-        const forward = forwardForTraining(model, feeds, this.options.options ?? {}, seed, this.trainable);
+        const forward = forwardForTraining(model, feeds, this.options.options ?? {}, seed, {
+          trainable: this.trainable,
+        });
         stateUpdates = forward.stateUpdates;
         let loss: tf.Scalar;
         if (this.namedLoss) {

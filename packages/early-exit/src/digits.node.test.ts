@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { staticModel } from './add-exits.js';
 import { pickOperatingPoint, runOptionsFor, sweepExits } from './calibration.js';
 import { insertExits } from './insert-exits.js';
+import { slowdownAttack } from './slowdown.js';
 import { runtime } from './test-models.js';
 import { multiExitObjective } from './training.js';
 
@@ -116,5 +117,23 @@ describe('early exits on the UCI digits (real data)', () => {
         `threshold ${point.threshold}: ${(dynamicAccuracy * 100).toFixed(1)}% at ${(dynamic.report!.flops / served.length / 1e3).toFixed(1)} kFLOPs/row ` +
         `(validation histogram ${point.exitHistogram.join('/')})`,
     );
+  });
+
+  it('measures how far a small perturbation pushes rows to deeper exits', async () => {
+    const sweep = await sweepExits(model, validation, { criterion: 'maxProb', thresholds: [0.9] });
+    const options = runOptionsFor(sweep, sweep.points.find((p) => p.threshold === 0.9)!);
+    const attack = await slowdownAttack(model, test.x, { epsilon: 0.1, steps: 3, options });
+    const rows = test.x.shape[0];
+    expect(attack.clean.histogram.reduce((a, b) => a + b, 0)).toBe(rows);
+    expect(attack.attacked.histogram.reduce((a, b) => a + b, 0)).toBe(rows);
+    // Lowering every exit's confidence keeps rows in the network longer and costs more FLOPs.
+    expect(attack.depthIncrease).toBeGreaterThan(1.05);
+    expect(attack.flopsIncrease).toBeGreaterThan(1);
+    console.log(
+      `digits slowdown (PGD, 3 steps, epsilon 0.1): mean exit depth ${attack.clean.meanDepth.toFixed(2)} -> ` +
+        `${attack.attacked.meanDepth.toFixed(2)}, ${attack.clean.mflopsPerSample.toFixed(4)} -> ` +
+        `${attack.attacked.mflopsPerSample.toFixed(4)} MFLOPs/row`,
+    );
+    await expect(slowdownAttack(model, test.x, { epsilon: 0, options })).rejects.toThrow(/epsilon > 0/);
   });
 });

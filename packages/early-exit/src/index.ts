@@ -20,5 +20,7 @@ export { EARLY_EXIT_OPTIONS, EXIT_CRITERIA, exitRunOptions, readExitOptions } fr
 export type { ParetoSvgOptions } from './pareto-svg.js';
 export { paretoSvg } from './pareto-svg.js';
 export { earlyExit } from './plugin.js';
+export type { ExitDepth, SlowdownOptions, SlowdownResult } from './slowdown.js';
+export { slowdownAttack } from './slowdown.js';
 export type { DistillationOptions, MultiExitObjectiveOptions, ObjectiveFunction } from './training.js';
 export { multiExitObjective } from './training.js';
