@@ -42,14 +42,19 @@ afterAll(async () => {
 });
 
 describe('dynn CLI', () => {
-  it.each([['demo'], ['inspect'], ['predict'], ['convert'], ['early-exit', 'add'], ['bench', 'core']])(
-    '%s --help describes the command',
-    async (...command) => {
-      const { out, code } = await cli(...command, '--help');
-      expect(code).toBe(0);
-      expect(out).toMatch(/^Usage: dynn/);
-    },
-  );
+  it.each([
+    ['demo'],
+    ['inspect'],
+    ['predict'],
+    ['convert'],
+    ['early-exit', 'add'],
+    ['bench', 'core'],
+    ['bench', 'early-exit'],
+  ])('%s --help describes the command', async (...command) => {
+    const { out, code } = await cli(...command, '--help');
+    expect(code).toBe(0);
+    expect(out).toMatch(/^Usage: dynn/);
+  });
 
   it('inspect prints nodes, shapes, parameters and FLOPs', async () => {
     const { out } = await cli('inspect', join(dir, 'mlp', 'model.json'), '--json');

@@ -4,6 +4,7 @@ import type { ExitHeadKind } from '@dynn/early-exit';
 import * as tf from '@tensorflow/tfjs-core';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { benchCoreMarkdown, runBenchCore } from './commands/bench-core.js';
+import { benchEarlyExitMarkdown, runBenchEarlyExit } from './commands/bench-early-exit.js';
 import { convert } from './commands/convert.js';
 import { runDemo } from './commands/demo.js';
 import { addExitsToFile, HEAD_CHOICES } from './commands/early-exit-add.js';
@@ -146,6 +147,41 @@ export function buildProgram(out: (text: string) => void, err: (text: string) =>
       }
       out(opts.json ? `${JSON.stringify(result, null, 2)}\n` : `${benchCoreMarkdown(result)}\n`);
     });
+  bench
+    .command('early-exit')
+    .description(
+      'a Fashion-MNIST CNN with three exits on wasm: the static network vs the calibrated dynamic one on the test set',
+    )
+    .option('--json', 'print JSON')
+    .option('--epochs <n>', 'training epochs', positiveInt, 2)
+    .option('--out <dir>', 'folder for the Pareto curve (JSON + SVG) and the result', 'reports/early-exit')
+    .option('--no-progress', 'no progress bar')
+    .option(
+      '--update-docs <file>',
+      'write the table into this markdown file (between bench:early-exit markers)',
+    )
+    .action(
+      async (opts: {
+        json?: boolean;
+        epochs: number;
+        out: string;
+        progress: boolean;
+        updateDocs?: string;
+      }) => {
+        const run = await runBenchEarlyExit(
+          { epochs: opts.epochs, out: opts.out, progress: opts.progress },
+          (line) => err(`${line}\n`),
+        );
+        if (opts.updateDocs) {
+          const document = await readFile(opts.updateDocs, 'utf8').catch(() => '# Benchmarks\n');
+          await writeFile(
+            opts.updateDocs,
+            replaceSection(document, 'bench:early-exit', benchEarlyExitMarkdown(run)),
+          );
+        }
+        out(opts.json ? `${JSON.stringify(run.result, null, 2)}\n` : `${benchEarlyExitMarkdown(run)}\n`);
+      },
+    );
 
   return program;
 }

@@ -312,6 +312,7 @@ export async function fit(model: Model, data: Dataset, options: FitOptions = {})
   const rng = createRng(options.seed ?? 0);
   const history: History = { epochs: [] };
   const steps = Math.ceil(xs.size / batchSize);
+  let lastYield = performance.now();
   await options.callbacks?.onTrainBegin?.();
   try {
     for (let epoch = 0; epoch < epochs; epoch++) {
@@ -334,6 +335,12 @@ export async function fit(model: Model, data: Dataset, options: FitOptions = {})
           lossSum += result.loss * rows.length;
           correct += result.correct ?? 0;
           await options.callbacks?.onBatchEnd?.(step, { loss: result.loss, of: steps, epoch });
+          // Readbacks on cpu/wasm resolve as microtasks, so a training loop never lets timers run:
+          // yield now and then, so progress bars redraw and a page stays responsive.
+          if (performance.now() - lastYield > 100) {
+            await new Promise((resolve) => setTimeout(resolve, 0));
+            lastYield = performance.now();
+          }
         } finally {
           disposeAll(x);
           disposeAll(y);
