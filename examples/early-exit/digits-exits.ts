@@ -9,6 +9,7 @@ import {
   createRuntime,
   fit,
   GraphBuilder,
+  shuffledIndices,
   useBackend,
 } from '@dynn/core';
 import { loadDigits } from '@dynn/datasets';
@@ -52,12 +53,7 @@ export async function main(
   await useBackend(backend);
   const digits = await loadDigits();
   // A seeded shuffle, then 60% training, 20% validation (to calibrate the threshold), 20% test.
-  const order = Array.from({ length: digits.count }, (_, i) => i);
-  const rng = createRng(7);
-  for (let i = order.length - 1; i > 0; i--) {
-    const j = rng.int(i + 1);
-    [order[i], order[j]] = [order[j]!, order[i]!];
-  }
+  const order = shuffledIndices(digits.count, createRng(7));
   const split = (from: number, to: number) => {
     const rows = order.slice(from, to);
     const x = new Float32Array(rows.length * 64);

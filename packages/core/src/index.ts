@@ -67,7 +67,7 @@ export { batchMatMul } from './ops/sequence/index.js';
 export type { PassDef, Plugin } from './plugin.js';
 export { definePass, definePlugin } from './plugin.js';
 export type { Rng } from './random.js';
-export { createRng, seedFor } from './random.js';
+export { createRng, seedFor, shuffledIndices } from './random.js';
 export type { Runtime, RuntimeOptions } from './runtime.js';
 export { createRuntime } from './runtime.js';
 export { inferNodeOutputs, inferShapes } from './shape-inference.js';

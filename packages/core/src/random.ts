@@ -60,3 +60,13 @@ export function seedFor(seed: number, name: string): number {
   }
   return (seed ^ hash) >>> 0;
 }
+
+/** The indices 0..size-1 in a random order drawn from `rng` (Fisher-Yates): seeded shuffles and splits. */
+export function shuffledIndices(size: number, rng: Rng): Int32Array {
+  const order = Int32Array.from({ length: size }, (_, i) => i);
+  for (let i = size - 1; i > 0; i--) {
+    const j = rng.int(i + 1);
+    [order[i], order[j]] = [order[j]!, order[i]!];
+  }
+  return order;
+}

@@ -6,7 +6,7 @@ import { HostBatches, type TensorOrMap } from './host-batches.js';
 import { correctCount, type LossFunction, type LossName, lossFunction } from './losses.js';
 import type { Model } from './model.js';
 import type { RunOptions } from './op.js';
-import { createRng } from './random.js';
+import { createRng, shuffledIndices } from './random.js';
 
 /** Inputs and targets of a data set: a tensor, or tensors by graph input / output name. */
 export interface Dataset {
@@ -109,15 +109,6 @@ export interface EvaluateOptions {
 
 function named(data: TensorOrMap, names: readonly string[]): Record<string, tf.Tensor> {
   return data instanceof tf.Tensor ? { [names[0]!]: data } : data;
-}
-
-function shuffled(size: number, rng: ReturnType<typeof createRng>): Int32Array {
-  const order = Int32Array.from({ length: size }, (_, i) => i);
-  for (let i = size - 1; i > 0; i--) {
-    const j = rng.int(i + 1);
-    [order[i], order[j]] = [order[j]!, order[i]!];
-  }
-  return order;
 }
 
 function clip(grads: tf.NamedTensorMap, clipNorm?: number, clipValue?: number): tf.NamedTensorMap {
@@ -321,7 +312,7 @@ export async function fit(model: Model, data: Dataset, options: FitOptions = {})
       const order =
         options.shuffle === false
           ? Int32Array.from({ length: xs.size }, (_, i) => i)
-          : shuffled(xs.size, rng);
+          : shuffledIndices(xs.size, rng);
       let lossSum = 0;
       let correct = 0;
       for (let step = 0; step < steps; step++) {

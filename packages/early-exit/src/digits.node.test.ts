@@ -1,4 +1,12 @@
-import { createModel, createRng, fit, GraphBuilder, type Model, useBackend } from '@dynn/core';
+import {
+  createModel,
+  createRng,
+  fit,
+  GraphBuilder,
+  type Model,
+  shuffledIndices,
+  useBackend,
+} from '@dynn/core';
 import { loadDigits } from '@dynn/datasets';
 import { guardLeaks } from '@dynn/testing';
 import * as tf from '@tensorflow/tfjs-core';
@@ -34,12 +42,7 @@ describe('early exits on the UCI digits (real data)', () => {
     await useBackend('wasm');
     const digits = await loadDigits();
     // A seeded shuffle, then 60% / 20% / 20%.
-    const order = Int32Array.from({ length: digits.count }, (_, i) => i);
-    const rng = createRng(7);
-    for (let i = order.length - 1; i > 0; i--) {
-      const j = rng.int(i + 1);
-      [order[i], order[j]] = [order[j]!, order[i]!];
-    }
+    const order = shuffledIndices(digits.count, createRng(7));
     const split = (from: number, to: number): Split => {
       const rows = order.subarray(from, to);
       const x = new Float32Array(rows.length * 64);
