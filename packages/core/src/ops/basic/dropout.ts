@@ -22,8 +22,11 @@ function checkNoiseShape(noiseShape: readonly number[], shape: readonly Dim[]): 
   }
 }
 
-/** An inverted-dropout mask: each entry 0 with probability `rate`, else `1 / (1 - rate)`. */
-function dropoutMask(rng: Rng, rate: number, shape: number[]): tf.Tensor {
+/**
+ * An inverted-dropout mask: each entry 0 with probability `rate`, else `1 / (1 - rate)`; entry `n`
+ * (row-major) uses the `n`-th draw of `rng`, so masks are reproducible on every backend.
+ */
+export function dropoutMask(rng: Rng, rate: number, shape: number[]): tf.Tensor {
   const keptValue = 1 / (1 - rate);
   const values = new Float32Array(product(shape));
   for (let i = 0; i < values.length; i++) values[i] = rng.next() >= rate ? keptValue : 0;

@@ -1,8 +1,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { Attrs, Dim, ValueInfo } from '../../ir.js';
 import { defineOp, type ParamSpec } from '../../op.js';
-import type { Rng } from '../../random.js';
 import { activationFlops } from '../basic/activation.js';
+import { dropoutMask } from '../basic/dropout.js';
 import { linear } from '../basic/linear.js';
 import { batchMatMul } from './batched-matmul.js';
 
@@ -97,17 +97,6 @@ function causalMask(tq: number, tv: number): tf.Tensor2D {
 }
 
 /**
- * Inverted-dropout multipliers: element `n` (row-major order) is kept, scaled by 1 / (1 - rate),
- * when the `n`-th draw of `rng` is at least `rate`, else zeroed.
- */
-function dropoutMultipliers(rng: Rng, shape: number[], rate: number): tf.Tensor {
-  const values = new Float32Array(shape.reduce((a, b) => a * b, 1));
-  const kept = 1 / (1 - rate);
-  for (let n = 0; n < values.length; n++) values[n] = rng.next() >= rate ? kept : 0;
-  return tf.tensor(values, shape);
-}
-
-/**
  * `core.MultiHeadAttention`: scaled dot-product attention over several heads, as Keras'
  * `MultiHeadAttention`. Inputs `query` [batch, tq, dq], `value` [batch, tv, dv] and optional `key`
  * [batch, tv, dk] (defaults to `value`); output [batch, tq, dq]. Each head attends with
@@ -176,8 +165,7 @@ export const multiHeadAttention = defineOp<MultiHeadAttentionAttrs>({
         let logits: tf.Tensor = batchMatMul(tf.mul(q, 1 / Math.sqrt(keyDim)), kT);
         if (causal) logits = tf.add(logits, causalMask(tq, tv));
         let probs = tf.softmax(logits);
-        if (ctx.training && dropout > 0)
-          probs = tf.mul(probs, dropoutMultipliers(ctx.rng(), probs.shape, dropout));
+        if (ctx.training && dropout > 0) probs = tf.mul(probs, dropoutMask(ctx.rng(), dropout, probs.shape));
         const attended = batchMatMul(probs as tf.Tensor3D, v);
         const merged = tf.reshape(
           tf.transpose(tf.reshape(attended, [batch, heads, tq, valueDim]), [0, 2, 1, 3]),

@@ -73,11 +73,6 @@ export function convInput(inputs: readonly ValueInfo[]): ImageInfo {
   return imageInfo(input);
 }
 
-/** Product of the dimensions of a concrete shape. */
-export function sizeOf(shape: readonly number[]): number {
-  return shape.reduce((a, b) => a * b, 1);
-}
-
 /** The `depthwiseKernel` parameter of depthwise and separable convs: [kh, kw, channels, multiplier], Glorot-initialised as Keras does. */
 export function depthwiseKernelSpec(
   [kh, kw]: readonly [number, number],

@@ -7,7 +7,8 @@ import {
   canFuse,
   fusedActivation,
 } from '../basic/activation.js';
-import { type ConvWindowAttrs, convAttrs, convInput, convWindow, sizeOf } from './conv-attrs.js';
+import { product } from '../basic/shape-helpers.js';
+import { type ConvWindowAttrs, convAttrs, convInput, convWindow } from './conv-attrs.js';
 import { paddingAttr, windowOutputShape } from './conv-geometry.js';
 import { biasAddFastGrad, conv2dFastGrad } from './conv-gradients.js';
 
@@ -87,7 +88,7 @@ export const conv2dOp = defineOp<Conv2DAttrs>({
   },
   flops(attrs, [input], [output]) {
     const [kh, kw] = convWindow(attrs).kernel;
-    const outputs = sizeOf(output!);
+    const outputs = product(output!);
     const perOutput = 2 * kh * kw * input![3]! + (attrs.useBias ? 1 : 0) + activationFlops(attrs.activation);
     return outputs * perOutput;
   },

@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { defineOp } from '../../op.js';
 import { activationAttr, activationFlops, applyActivation } from '../basic/activation.js';
+import { product } from '../basic/shape-helpers.js';
 import {
   type ConvWindowAttrs,
   convAttrs,
@@ -8,7 +9,6 @@ import {
   convWindow,
   depthMultiplierAttr,
   depthwiseKernelSpec,
-  sizeOf,
 } from './conv-attrs.js';
 import { paddingAttr, windowOutputShape } from './conv-geometry.js';
 import { biasAddFastGrad, depthwiseConv2dFastGrad } from './conv-gradients.js';
@@ -75,6 +75,6 @@ export const depthwiseConv2dOp = defineOp<DepthwiseConv2DAttrs>({
   flops(attrs, _inputs, [output]) {
     const [kh, kw] = convWindow(attrs).kernel;
     const perOutput = 2 * kh * kw + (attrs.useBias ? 1 : 0) + activationFlops(attrs.activation);
-    return sizeOf(output!) * perOutput;
+    return product(output!) * perOutput;
   },
 });

@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { defineOp } from '../../op.js';
-import { sizeOf } from './conv-attrs.js';
+import { product } from '../basic/shape-helpers.js';
+
 import { type GlobalPoolAttrs, globalPoolAttrs, globalPoolInferShape } from './pool-window.js';
 
 /**
@@ -19,5 +20,5 @@ export const globalMaxPool2dOp = defineOp<GlobalPoolAttrs>({
   inputs: { min: 1 },
   inferShape: globalPoolInferShape,
   forward: (ctx, [x]) => [tf.max(x!, [1, 2], ctx.attrs.keepDims)],
-  flops: (_attrs, [input]) => sizeOf(input!),
+  flops: (_attrs, [input]) => product(input!),
 });

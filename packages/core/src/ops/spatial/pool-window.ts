@@ -1,6 +1,7 @@
 import type { Attrs, Dim, ValueInfo } from '../../ir.js';
 import type { AttrSchema, OutputInfo } from '../../op.js';
-import { convInput, sizeOf } from './conv-attrs.js';
+import { product } from '../basic/shape-helpers.js';
+import { convInput } from './conv-attrs.js';
 import {
   type PaddingMode,
   type Pair,
@@ -47,7 +48,7 @@ export function poolInferShape(attrs: PoolAttrs, inputs: readonly ValueInfo[]): 
 /** FLOPs of a windowed pool: one operation per window element per output (plus `extraPerOutput`). */
 export function poolFlops(attrs: PoolAttrs, output: readonly number[], extraPerOutput = 0): number {
   const [ph, pw] = poolWindow(attrs).pool;
-  return sizeOf(output) * (ph * pw + extraPerOutput);
+  return product(output) * (ph * pw + extraPerOutput);
 }
 
 /** Resolved attributes of the global pools (`GlobalAvgPool2D`, `GlobalMaxPool2D`). */

@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { defineOp } from '../../op.js';
 import { activationAttr, activationFlops, applyActivation } from '../basic/activation.js';
+import { product } from '../basic/shape-helpers.js';
 import {
   type ConvWindowAttrs,
   convAttrs,
@@ -8,7 +9,6 @@ import {
   convWindow,
   depthMultiplierAttr,
   depthwiseKernelSpec,
-  sizeOf,
 } from './conv-attrs.js';
 import { paddingAttr, type WindowOptions, windowOutputShape } from './conv-geometry.js';
 import { biasAddFastGrad, conv2dFastGrad, depthwiseConv2dFastGrad } from './conv-gradients.js';
@@ -84,6 +84,6 @@ export const separableConv2dOp = defineOp<SeparableConv2DAttrs>({
     const depthwise = 2 * kh * kw * depthwiseChannels * positions;
     const pointwise = 2 * depthwiseChannels * attrs.filters * positions;
     const perOutput = (attrs.useBias ? 1 : 0) + activationFlops(attrs.activation);
-    return depthwise + pointwise + sizeOf(output!) * perOutput;
+    return depthwise + pointwise + product(output!) * perOutput;
   },
 });
