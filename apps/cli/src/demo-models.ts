@@ -25,6 +25,9 @@ export function demoCnnGraph(runtime: Runtime): Graph {
   return b.build({ logits });
 }
 
+/** The pooling nodes the demo's two early exits follow. */
+export const DEMO_EXIT_POINTS = ['pool1', 'pool2'] as const;
+
 /** The MLP of the core benchmark: 784-512-512-10 with ReLU. */
 export function mlpGraph(runtime: Runtime): Graph {
   const b = new GraphBuilder(runtime);

@@ -29,3 +29,9 @@ export function markdownTable(
   const line = (cells: readonly (string | number)[]) => `| ${cells.join(' | ')} |`;
   return [line(header), line(header.map(() => '---')), ...rows.map(line)].join('\n');
 }
+
+/** An exit threshold for reports: one shared value, or one per exit joined by " / ". */
+export function formatThreshold(threshold: number | readonly number[] | null): string {
+  if (threshold === null) return 'none (every row to the end)';
+  return typeof threshold === 'number' ? `${threshold}` : `${threshold.join(' / ')} (per exit)`;
+}

@@ -27,7 +27,9 @@ export interface RunRequest {
 
 /** What one node computed during a run. */
 export interface NodeReport {
+  /** The node's name. */
   name: string;
+  /** The node's op type. */
   op: string;
   /** Rows of the batch the node computed on (fewer than the batch once rows retired). */
   rows: number;
@@ -39,11 +41,13 @@ export interface NodeReport {
 
 /** What a run actually computed: the measured side of every claim of saved compute. */
 export interface ComputeReport {
+  /** Rows given to the run. */
   batchSize: number;
   /** FLOPs executed, summed over nodes. */
   flops: number;
   /** FLOPs had every row gone through every node. */
   fullFlops: number;
+  /** One entry per node that ran, in execution order. */
   nodes: NodeReport[];
   /** Per graph output, the node that produced each row's value, in input row order. */
   servedBy: Record<string, string[]>;
@@ -55,6 +59,7 @@ export interface RunResult {
   outputs: Record<string, tf.Tensor>;
   /** Auxiliary losses the ops added. */
   losses: AuxLoss[];
+  /** What the run computed; absent when the request set `report: false`. */
   report?: ComputeReport;
 }
 
@@ -499,7 +504,9 @@ export interface TapedForwardOptions {
 
 /** What {@link forwardForTraining} returns: outputs and side effects, all inside the caller's tape. */
 export interface TrainingForward {
+  /** Every graph output, for every row. */
   outputs: Record<string, tf.Tensor>;
+  /** Auxiliary losses the ops added. */
   losses: AuxLoss[];
   /** New values for state variables, kept out of the caller's tidy until applied. */
   stateUpdates: Map<tf.Variable, tf.Tensor>;
@@ -530,13 +537,16 @@ export function forwardForTraining(
     const inputGradients = node.inputs.map((name) => influenced.has(name));
     const ownsTrainable = Object.values(params).some((p) => trainable?.has(p as tf.Variable) ?? true);
     if (ownsTrainable || inputGradients.some(Boolean)) for (const name of node.outputs) influenced.add(name);
+    // A frozen node with state (batch norm) runs in inference mode, as a frozen Keras layer does:
+    // it normalises with its moving statistics and leaves them as they are (retrofit, fine-tuning).
+    const frozenWithState = Object.keys(params).length > 0 && !ownsTrainable && Object.keys(state).length > 0;
     const { context, effects } = createOpContext({
       inputGradients,
       node,
       attrs: nodeAttrs(model, node),
       params,
       state,
-      training,
+      training: training && !frozenWithState,
       options,
       rows,
       seed,

@@ -119,6 +119,29 @@ describeEachBackend('fit', () => {
     model.dispose();
   });
 
+  it('runs frozen batch norm in inference mode: its moving statistics stay', async () => {
+    const data = toyData(32, 9);
+    const model = createModel(runtime, mlp(), { seed: 10 });
+    const stats = async () =>
+      Promise.all([...model.state.values()].map(async (v) => Array.from(await v.data())));
+    const before = await stats();
+    const sgd = tf.train.sgd(0.1);
+    // Only the head trains: the normalisation is frozen, so nothing of it may change.
+    await fit(model, data, {
+      epochs: 1,
+      batchSize: 16,
+      optimizer: sgd,
+      trainable: (name) => name.startsWith('head/'),
+    });
+    expect(await stats()).toEqual(before);
+    // Trained, it updates its moving statistics as usual.
+    await fit(model, data, { epochs: 1, batchSize: 16, optimizer: sgd });
+    expect(await stats()).not.toEqual(before);
+    sgd.dispose();
+    tf.dispose([data.x, data.y]);
+    model.dispose();
+  });
+
   it('rejects impossible options and mismatched data with typed errors', async () => {
     const data = toyData(8, 8);
     const model = createModel(runtime, mlp());

@@ -82,6 +82,39 @@ describeEachBackend('sweepExits', (backend) => {
     });
   }
 
+  for (const criterion of ['maxProb', 'entropy'] as const) {
+    it(`searches one threshold per exit: ${criterion}`, async () => {
+      const model = handModel();
+      const x = tf.tensor2d(X);
+      const y = tf.tensor1d(LABELS, 'int32');
+      const grid = criterion === 'maxProb' ? [0.5, 0.7, 0.9, 0.99] : [0.1, 0.4, 0.8];
+      const sweep = await sweepExits(model, { x, y }, { criterion, thresholds: grid, perExit: true });
+      const strictest = criterion === 'maxProb' ? Math.max(...grid) : Math.min(...grid);
+      const loosest = criterion === 'maxProb' ? Math.min(...grid) : Math.max(...grid);
+      // One notch per step, from every exit at the strictest threshold to every exit at the loosest.
+      expect(sweep.perExitPoints).toHaveLength(1 + 3 * (grid.length - 1));
+      expect(sweep.perExitPoints[0]!.threshold).toEqual([strictest, strictest, strictest]);
+      expect(sweep.perExitPoints.at(-1)!.threshold).toEqual([loosest, loosest, loosest]);
+      for (let i = 1; i < sweep.perExitPoints.length; i++) {
+        expect(sweep.perExitPoints[i]!.meanFlops).toBeLessThanOrEqual(sweep.perExitPoints[i - 1]!.meanFlops);
+      }
+      // The simulation predicts the dynamic run with per-exit thresholds.
+      const checked = isGpuBackend(backend) ? sweep.perExitPoints.slice(1, 2) : sweep.perExitPoints;
+      for (const point of checked) {
+        const measured = await measure(model, x, sweep, point);
+        expect(point.accuracy).toBeCloseTo(measured.accuracy, 12);
+        expect(point.meanFlops).toBeCloseTo(measured.meanFlops, 6);
+        expect(point.exitHistogram).toEqual(measured.exitHistogram);
+      }
+      const all = [sweep.full, ...sweep.points, ...sweep.perExitPoints];
+      for (const p of sweep.front) {
+        expect(all.some((q) => q.meanFlops <= p.meanFlops && q.accuracy > p.accuracy)).toBe(false);
+      }
+      tf.dispose([x, y]);
+      model.dispose();
+    });
+  }
+
   it('picks operating points that honour the constraint', async () => {
     const model = handModel();
     const x = tf.tensor2d(X);
@@ -130,6 +163,7 @@ describeEachBackend('sweepExits', (backend) => {
         /criterion 'learned' needs exits inserted with halting: true/,
       ],
       [{ criterion: 'none' as never, thresholds: [0.5] }, /criterion is "none"/],
+      [{ criterion: 'patience', thresholds: [1], perExit: true }, /perExit needs a thresholded criterion/],
     ];
     for (const [options, message] of bad) {
       const error = await sweepExits(model, { x, y }, options).then(

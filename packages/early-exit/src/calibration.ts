@@ -6,8 +6,11 @@ import { type ExitCriterion, exitRunOptions } from './options.js';
 
 /** One operating point of a sweep: a threshold and what it gives on the data. */
 export interface ParetoPoint {
-  /** The threshold (for `patience`: the patience); `null` for the network without exits. */
-  threshold: number | null;
+  /**
+   * The threshold every exit uses (for `patience`: the patience), one threshold per exit (points
+   * of the per-exit search), or `null` for the network without exits.
+   */
+  threshold: number | number[] | null;
   /** Fraction of rows classified right. */
   accuracy: number;
   /** Mean FLOPs per row (backbone up to the exit taken, plus every exit head computed). */
@@ -24,9 +27,17 @@ export interface ExitSweep {
   exits: string[];
   /** The network without exits (see `removeExits`): every row to the final output, no exit head computed. */
   full: ParetoPoint;
-  /** Every threshold swept, in the order given. */
+  /** Every threshold swept, in the order given, shared by all exits. */
   points: ParetoPoint[];
-  /** The Pareto front of `points` and `full`: ascending mean FLOPs, strictly ascending accuracy. */
+  /**
+   * With `perExit`: the path of the per-exit search, from every exit at the strictest threshold to
+   * every exit at the loosest, each point with one threshold per exit. Empty otherwise.
+   */
+  perExitPoints: ParetoPoint[];
+  /**
+   * The Pareto front of `full`, `points` and `perExitPoints`: ascending mean FLOPs, strictly
+   * ascending accuracy.
+   */
   front: ParetoPoint[];
 }
 
@@ -38,6 +49,13 @@ export interface SweepOptions {
   thresholds: readonly number[];
   /** Rows per run (default 256). */
   batchSize?: number;
+  /**
+   * Also search one threshold per exit (`maxProb`, `entropy`, `learned`; Dynamic Perceiver's
+   * budgeted calibration): a greedy path over the same threshold grid that, step by step, loosens
+   * the exit whose step costs the least accuracy per FLOP saved. Early exits whose answers are
+   * weaker then get stricter thresholds than later ones. Default false.
+   */
+  perExit?: boolean;
 }
 
 /** Per-row facts a sweep needs, read from one run of each batch with every exit computed. */
@@ -167,11 +185,14 @@ async function readRows(
   return table;
 }
 
-/** What the network does on the table's rows with `threshold` (null: the network without exits). */
+/**
+ * What the network does on the table's rows with `threshold`, shared or one per exit (null: the
+ * network without exits).
+ */
 function simulate(
   table: RowTable,
   criterion: SweepOptions['criterion'],
-  threshold: number | null,
+  threshold: number | number[] | null,
 ): ParetoPoint {
   const { rows, exits: n } = table;
   const histogram = new Array<number>(n + 1).fill(0);
@@ -181,7 +202,7 @@ function simulate(
       : Array.from({ length: n }, (_, k) =>
           exitDecision(
             criterion === 'patience'
-              ? { criterion, patience: threshold }
+              ? { criterion, patience: threshold as number }
               : { criterion, thresholds: threshold },
             k,
           ),
@@ -202,6 +223,43 @@ function simulate(
     histogram[served]! += 1;
   }
   return { threshold, accuracy: correct / rows, meanFlops: flops / rows, exitHistogram: histogram };
+}
+
+/**
+ * The per-exit search: starts with every exit at the strictest threshold of the grid and, one
+ * notch at a time, loosens the exit whose step loses the least accuracy per FLOP it saves (a step
+ * that saves nothing is taken only when nothing saves), until every exit is at the loosest. Each
+ * state on the way is a point. Costs (exits x grid size) simulations per step, no model run.
+ */
+function searchPerExit(
+  table: RowTable,
+  criterion: 'maxProb' | 'entropy' | 'learned',
+  grid: readonly number[],
+): ParetoPoint[] {
+  // Strictest first: a high bar for probabilities, a low one for entropy.
+  const ordered = [...new Set(grid)].sort((a, b) => (criterion === 'entropy' ? a - b : b - a));
+  const notch = new Array<number>(table.exits).fill(0);
+  const thresholdsAt = (n: readonly number[]) => n.map((i) => ordered[i]!);
+  let current = simulate(table, criterion, thresholdsAt(notch));
+  const path = [current];
+  for (;;) {
+    let best: { exit: number; point: ParetoPoint; cost: number } | undefined;
+    for (let k = 0; k < table.exits; k++) {
+      if (notch[k]! + 1 >= ordered.length) continue;
+      const next = [...notch];
+      next[k]! += 1;
+      const point = simulate(table, criterion, thresholdsAt(next));
+      const saved = current.meanFlops - point.meanFlops;
+      const lost = current.accuracy - point.accuracy;
+      // Accuracy lost per FLOP saved; a step saving nothing ranks after every step that saves.
+      const cost = saved > 0 ? lost / saved : Number.POSITIVE_INFINITY;
+      if (best === undefined || cost < best.cost) best = { exit: k, point, cost };
+    }
+    if (best === undefined) return path;
+    notch[best.exit]! += 1;
+    current = best.point;
+    path.push(current);
+  }
 }
 
 /** The points no other point beats on both FLOPs and accuracy: ascending FLOPs and accuracy. */
@@ -245,6 +303,12 @@ export async function sweepExits(model: Model, data: Dataset, options: SweepOpti
   if (criterion === 'patience' && thresholds.some((t) => !Number.isInteger(t) || t < 1)) {
     throw new DynnError('INVALID_OPTION', 'sweepExits: patience values must be integers >= 1.');
   }
+  if (criterion === 'patience' && options.perExit === true) {
+    throw new DynnError(
+      'INVALID_OPTION',
+      'sweepExits: perExit needs a thresholded criterion (maxProb, entropy or learned); patience is one count for all exits.',
+    );
+  }
   if (
     criterion === 'learned' &&
     exits.some((e) => e.halt === undefined || !model.graph.outputs.some((o) => o.name === e.halt))
@@ -265,7 +329,16 @@ export async function sweepExits(model: Model, data: Dataset, options: SweepOpti
   if (table.rows === 0) throw new DynnError('INVALID_INPUT', 'sweepExits: the data has no rows.');
   const full = simulate(table, criterion, null);
   const points = thresholds.map((t) => simulate(table, criterion, t));
-  return { criterion, exits: exits.map((e) => e.node), full, points, front: paretoFront([full, ...points]) };
+  const perExitPoints =
+    options.perExit === true && criterion !== 'patience' ? searchPerExit(table, criterion, thresholds) : [];
+  return {
+    criterion,
+    exits: exits.map((e) => e.node),
+    full,
+    points,
+    perExitPoints,
+    front: paretoFront([full, ...points, ...perExitPoints]),
+  };
 }
 
 /** A constraint for {@link pickOperatingPoint}. */
@@ -315,6 +388,6 @@ export function pickOperatingPoint(sweep: ExitSweep, constraint: OperatingConstr
 export function runOptionsFor(sweep: ExitSweep, point: ParetoPoint): RunOptions {
   if (point.threshold === null) return exitRunOptions({ criterion: 'none' });
   return sweep.criterion === 'patience'
-    ? exitRunOptions({ criterion: 'patience', patience: point.threshold })
+    ? exitRunOptions({ criterion: 'patience', patience: point.threshold as number })
     : exitRunOptions({ criterion: sweep.criterion, thresholds: point.threshold });
 }

@@ -7,7 +7,6 @@ import {
   type Graph,
   GraphBuilder,
   type Model,
-  type RunOptions,
   type Runtime,
   useBackend,
 } from '@dynn/core';
@@ -26,8 +25,9 @@ import {
   sweepExits,
 } from '@dynn/early-exit';
 import * as tf from '@tensorflow/tfjs-core';
+import { batchesOf, EARLY_EXIT_THRESHOLDS, MEASURE_BATCH, measureExits, runEach } from '../exit-runs.js';
 import { progressBar } from '../progress.js';
-import { markdownTable, writeReport } from '../report-files.js';
+import { formatThreshold, markdownTable, writeReport } from '../report-files.js';
 import { timeSideBySide } from '../timing.js';
 
 /**
@@ -38,12 +38,6 @@ export const EARLY_EXIT_CNN_FILTERS = [8, 32, 64, 256] as const;
 
 /** The pooling nodes an exit follows: after each of the first three conv blocks. */
 export const EARLY_EXIT_POINTS = ['pool1', 'pool2', 'pool3'] as const;
-
-/** Max-softmax thresholds the calibration sweeps. */
-export const EARLY_EXIT_THRESHOLDS = [
-  0.5, 0.55, 0.6, 0.65, 0.7, 0.725, 0.75, 0.775, 0.8, 0.825, 0.85, 0.875, 0.9, 0.925, 0.95, 0.97, 0.98, 0.99,
-  0.995, 0.999,
-] as const;
 
 /** Options of `dynn bench early-exit`. */
 export interface BenchEarlyExitOptions {
@@ -128,7 +122,6 @@ export interface BenchEarlyExitRun {
 }
 
 const VALIDATION_SIZE = 5000;
-const BATCH = 256;
 /** Images timed one at a time for the batch-1 figures. */
 const BATCH_1_IMAGES = 64;
 
@@ -158,39 +151,6 @@ function rowsOf(images: tf.Tensor, labels: tf.Tensor, start: number, count: numb
     x: tf.slice(images, [start, 0, 0, 0], [count, -1, -1, -1]),
     y: tf.slice(labels, [start], [count]),
   };
-}
-
-/** Accuracy, executed FLOPs and (for the dynamic run) the exit histogram over the test set. */
-async function measure(
-  model: Model,
-  test: { x: tf.Tensor; y: tf.Tensor },
-  options: RunOptions | undefined,
-  exitNodes: readonly string[],
-): Promise<{ accuracy: number; flops: number; histogram: number[] }> {
-  const count = test.x.shape[0]!;
-  const labels = await test.y.data();
-  const histogram = new Array<number>(exitNodes.length + 1).fill(0);
-  let correct = 0;
-  let flops = 0;
-  for (let start = 0; start < count; start += BATCH) {
-    const rows = Math.min(BATCH, count - start);
-    const x = tf.slice(test.x, start, rows);
-    const { outputs, report } = await model.run(x, {
-      outputs: ['logits'],
-      report: true,
-      ...(options === undefined ? {} : { options }),
-    });
-    const predicted = tf.argMax(outputs.logits!, -1);
-    const p = await predicted.data();
-    for (let i = 0; i < rows; i++) if (p[i] === labels[start + i]) correct++;
-    flops += report!.flops;
-    for (const node of report!.servedBy.logits ?? []) {
-      const k = exitNodes.indexOf(node);
-      histogram[k < 0 ? exitNodes.length : k]! += 1;
-    }
-    tf.dispose([x, predicted, ...Object.values(outputs)]);
-  }
-  return { accuracy: correct / count, flops, histogram };
 }
 
 /**
@@ -272,43 +232,29 @@ export async function runBenchEarlyExit(
     const sweep = await sweepExits(model, validation, {
       criterion: 'maxProb',
       thresholds: options.thresholds ?? EARLY_EXIT_THRESHOLDS,
-      batchSize: BATCH,
+      batchSize: MEASURE_BATCH,
+      perExit: true,
     });
     const point = pickOperatingPoint(sweep, { maxAccuracyDrop: options.maxAccuracyDrop ?? 0.005 });
     log(
-      `operating point: max softmax >= ${point.threshold} (validation histogram ${point.exitHistogram.join('/')})`,
+      `operating point: max softmax >= ${formatThreshold(point.threshold)} (validation histogram ${point.exitHistogram.join('/')})`,
     );
     const dynamicOptions = runOptionsFor(sweep, point);
     // The baseline: the same trained weights without exits.
     baseline = staticModel(model);
-    const full = await measure(baseline, test, undefined, sweep.exits);
-    const dynamic = await measure(model, test, dynamicOptions, sweep.exits);
+    const full = await measureExits(baseline, test, undefined, sweep.exits);
+    const dynamic = await measureExits(model, test, dynamicOptions, sweep.exits);
 
-    const batches = Array.from({ length: Math.ceil(testCount / BATCH) }, (_, i) =>
-      tf.slice(test.x, i * BATCH, Math.min(BATCH, testCount - i * BATCH)),
-    );
-    const singles = Array.from({ length: Math.min(BATCH_1_IMAGES, testCount) }, (_, i) =>
-      tf.slice(test.x, i, 1),
-    );
-    const runAll = (m: Model, runOptions: RunOptions | undefined, inputs: tf.Tensor[]) => async () => {
-      for (const x of inputs) {
-        const { outputs } = await m.run(x, {
-          outputs: ['logits'],
-          report: true,
-          ...(runOptions === undefined ? {} : { options: runOptions }),
-        });
-        await outputs.logits!.data();
-        tf.dispose(Object.values(outputs));
-      }
-    };
+    const batches = batchesOf(test.x, testCount, MEASURE_BATCH);
+    const singles = batchesOf(test.x, Math.min(BATCH_1_IMAGES, testCount), 1);
     log('timing batch 256 over the test set');
     const [fullPass, dynamicPass] = (await timeSideBySide(
-      [runAll(baseline, undefined, batches), runAll(model, dynamicOptions, batches)],
+      [runEach(baseline, undefined, batches), runEach(model, dynamicOptions, batches)],
       timing,
     )) as [number, number];
     log('timing batch 1');
     const [fullSingles, dynamicSingles] = (await timeSideBySide(
-      [runAll(baseline, undefined, singles), runAll(model, dynamicOptions, singles)],
+      [runEach(baseline, undefined, singles), runEach(model, dynamicOptions, singles)],
       timing,
     )) as [number, number];
     tf.dispose([...batches, ...singles]);
@@ -389,7 +335,7 @@ export function benchEarlyExitMarkdown(run: BenchEarlyExitRun): string {
     `Measured ${run.date} on ${run.machine}, backend \`${result.backend}\`; ${run.epochs} epochs on ` +
       `${counts.train.toLocaleString('en-US')} images (${run.trainSeconds.toFixed(0)} s), threshold ` +
       `calibrated on ${counts.validation.toLocaleString('en-US')} held-out images (max softmax >= ` +
-      `${point.threshold}), measured on ${counts.test.toLocaleString('en-US')} test images; medians after warm-up.`,
+      `${formatThreshold(point.threshold)}), measured on ${counts.test.toLocaleString('en-US')} test images; medians after warm-up.`,
     '',
     markdownTable(
       [

@@ -5,14 +5,27 @@ import {
   createRuntime,
   evaluate,
   fit,
+  type Model,
   useBackend,
 } from '@dynn/core';
 import { loadFashionMnist } from '@dynn/datasets';
+import {
+  earlyExit,
+  insertExits,
+  multiExitObjective,
+  paretoSvg,
+  pickOperatingPoint,
+  runOptionsFor,
+  staticModel,
+  sweepExits,
+} from '@dynn/early-exit';
 import * as tf from '@tensorflow/tfjs-core';
-import { demoCnnGraph } from '../demo-models.js';
+import { DEMO_EXIT_POINTS, demoCnnGraph } from '../demo-models.js';
+import { batchesOf, EARLY_EXIT_THRESHOLDS, MEASURE_BATCH, measureExits, runEach } from '../exit-runs.js';
 import { lineChartSvg } from '../plot.js';
 import { progressBar } from '../progress.js';
-import { formatFlops, markdownTable, writeReport } from '../report-files.js';
+import { formatFlops, formatThreshold, markdownTable, writeReport } from '../report-files.js';
+import { timeSideBySide } from '../timing.js';
 
 /** Options of `dynn demo`. */
 export interface DemoOptions {
@@ -28,6 +41,23 @@ export interface DemoOptions {
   progress: boolean;
 }
 
+/** The demo's early-exit comparison: the same trained CNN, static and with exits. */
+export interface DemoEarlyExit {
+  /** The calibrated threshold: one for every exit, or one per exit. */
+  threshold: number | number[] | null;
+  /** Test accuracy of the static network and of the early-exit one. */
+  staticAccuracy: number;
+  dynamicAccuracy: number;
+  /** Executed MFLOPs per test image, from the compute reports. */
+  staticMflopsPerImage: number;
+  dynamicMflopsPerImage: number;
+  /** Median milliseconds per batch of 256 test images, timed side by side. */
+  staticMsPerBatch: number;
+  dynamicMsPerBatch: number;
+  /** Test images served by each exit, then by the final classifier. */
+  exitHistogram: number[];
+}
+
 /** What the demo measured. */
 export interface DemoResult {
   backend: string;
@@ -36,10 +66,13 @@ export interface DemoResult {
   flopsPerImage: number;
   imagesPerSecond: number;
   trainSeconds: number;
+  earlyExit: DemoEarlyExit;
   reportDir: string;
 }
 
 const VALIDATION_SIZE = 5000;
+/** Test images the side-by-side timing runs over (10 batches of 256). */
+const TIMED_IMAGES = 2560;
 
 function take(split: { images: tf.Tensor; labels: tf.Tensor }, start: number, count: number) {
   return {
@@ -49,9 +82,95 @@ function take(split: { images: tf.Tensor; labels: tf.Tensor }, start: number, co
 }
 
 /**
- * Trains the demo CNN on Fashion-MNIST (the last 5,000 training images held out for validation),
- * reports test accuracy, parameters, FLOPs per image and inference throughput, and writes a
- * markdown report with an SVG training curve.
+ * Calibrates the exits on the validation images (at most 0.5 pp accuracy lost there), then runs
+ * the static network and the early-exit one on the test images: accuracy, executed FLOPs, and
+ * medians of measured time side by side (one warm-up, three timed passes each).
+ */
+async function compareEarlyExit(
+  model: Model,
+  staticNet: Model,
+  validation: { x: tf.Tensor; y: tf.Tensor },
+  test: { x: tf.Tensor; y: tf.Tensor },
+) {
+  const sweep = await sweepExits(model, validation, {
+    criterion: 'maxProb',
+    thresholds: EARLY_EXIT_THRESHOLDS,
+    batchSize: MEASURE_BATCH,
+    perExit: true,
+  });
+  const point = pickOperatingPoint(sweep, { maxAccuracyDrop: 0.005 });
+  const options = runOptionsFor(sweep, point);
+  const full = await measureExits(staticNet, test, undefined, sweep.exits);
+  const dynamic = await measureExits(model, test, options, sweep.exits);
+  const testCount = test.x.shape[0]!;
+  const batches = batchesOf(test.x, Math.min(TIMED_IMAGES, testCount), MEASURE_BATCH);
+  const [staticMs, dynamicMs] = (await timeSideBySide(
+    [runEach(staticNet, undefined, batches), runEach(model, options, batches)],
+    { warmup: 1, repeats: 3 },
+  )) as [number, number];
+  tf.dispose(batches);
+  const comparison: DemoEarlyExit = {
+    threshold: point.threshold,
+    staticAccuracy: full.accuracy,
+    dynamicAccuracy: dynamic.accuracy,
+    staticMflopsPerImage: full.flops / testCount / 1e6,
+    dynamicMflopsPerImage: dynamic.flops / testCount / 1e6,
+    staticMsPerBatch: staticMs / batches.length,
+    dynamicMsPerBatch: dynamicMs / batches.length,
+    exitHistogram: dynamic.histogram,
+  };
+  const curve = paretoSvg(sweep.front, {
+    highlight: point,
+    title: 'Demo CNN with 2 exits: validation accuracy vs compute',
+  });
+  return { comparison, curve };
+}
+
+/** The report's early-exit section (markdown). */
+function earlyExitSection(e: DemoEarlyExit): string {
+  const pct = (v: number) => `${(v * 100).toFixed(2)}%`;
+  const table = markdownTable(
+    ['network', 'test accuracy', 'MFLOPs / image', 'ms / batch 256', 'served by exit 1 / exit 2 / final'],
+    [
+      [
+        'static',
+        pct(e.staticAccuracy),
+        e.staticMflopsPerImage.toFixed(3),
+        e.staticMsPerBatch.toFixed(1),
+        `0 / 0 / ${e.exitHistogram.reduce((a, b) => a + b, 0)}`,
+      ],
+      [
+        'early exit',
+        pct(e.dynamicAccuracy),
+        e.dynamicMflopsPerImage.toFixed(3),
+        e.dynamicMsPerBatch.toFixed(1),
+        e.exitHistogram.join(' / '),
+      ],
+    ],
+  );
+  return [
+    '## Early exit: the same CNN, static and dynamic',
+    '',
+    `The CNN trained with two exits (after \`${DEMO_EXIT_POINTS.join('` and `')}\`, jointly with the ` +
+      'final classifier). The static network is the same weights without exits; the dynamic one ' +
+      `lets an image leave at the first exit whose max softmax reaches ${formatThreshold(e.threshold)}, ` +
+      'calibrated on the validation images to lose at most 0.5 pp there. FLOPs come from the ' +
+      'compute reports; times are medians of three side-by-side passes over 2,560 test images.',
+    '',
+    table,
+    '',
+    `Speedup ${(e.staticMsPerBatch / e.dynamicMsPerBatch).toFixed(2)}x for a FLOP reduction of ` +
+      `${(e.staticMflopsPerImage / e.dynamicMflopsPerImage).toFixed(2)}x.`,
+    '',
+    '![accuracy vs FLOPs](early-exit-curve.svg)',
+  ].join('\n');
+}
+
+/**
+ * Trains the demo CNN with two early exits on Fashion-MNIST (the last 5,000 training images held
+ * out for validation), reports the static network's test accuracy, parameters, FLOPs per image
+ * and inference throughput, compares it with the early-exit network (accuracy, FLOPs, measured
+ * time, the accuracy-vs-FLOPs curve), and writes a markdown report with SVG curves.
  */
 export async function runDemo(options: DemoOptions, log: (line: string) => void): Promise<DemoResult> {
   await useBackend(options.backend);
@@ -74,8 +193,9 @@ export async function runDemo(options: DemoOptions, log: (line: string) => void)
   tf.dispose([train.images, train.labels, test.images, test.labels]);
   log(`Fashion-MNIST: ${trainCount} training, ${validation.y.shape[0]} validation, ${testCount} test images`);
 
-  const runtime = createRuntime();
-  const model = createModel(runtime, demoCnnGraph(runtime), { seed: options.seed });
+  const runtime = createRuntime({ plugins: [earlyExit()] });
+  const graph = insertExits(demoCnnGraph(runtime), { at: DEMO_EXIT_POINTS, head: 'mlp', classes: 10 });
+  const model = createModel(runtime, graph, { seed: options.seed });
   const stepsPerEpoch = Math.ceil(trainCount / options.batchSize);
   const bar = progressBar('training', options.progress);
   const lossCurve: { x: number; y: number }[] = [];
@@ -91,6 +211,7 @@ export async function runDemo(options: DemoOptions, log: (line: string) => void)
       optimizer,
       learningRate: cosineDecay(4e-3),
       seed: options.seed,
+      loss: multiExitObjective({ graph }),
       validationData: validation,
       callbacks: {
         onBatchEnd(step, logs) {
@@ -113,26 +234,37 @@ export async function runDemo(options: DemoOptions, log: (line: string) => void)
   }
   const trainSeconds = (performance.now() - started) / 1000;
 
-  const { accuracy = 0 } = await evaluate(model, testSet, { batchSize: 256 });
+  // The static network: the trained weights without exits (what a plain CNN would be).
+  const staticNet = staticModel(model);
+  const { accuracy = 0 } = await evaluate(staticNet, testSet, { batchSize: 256 });
   // Throughput: inference over the test set at batch 256, after one warm-up batch.
-  const warm = await model.predict(tf.slice(testSet.x, 0, Math.min(256, testCount)));
-  warm.dispose();
+  const warmBatch = tf.slice(testSet.x, 0, Math.min(256, testCount));
+  const warm = await staticNet.predict(warmBatch);
+  tf.dispose([warmBatch, warm]);
   const timed = performance.now();
   for (let start = 0; start < testCount; start += 256) {
     const batch = tf.slice(testSet.x, start, Math.min(256, testCount - start));
-    const out = await model.predict(batch);
+    const out = await staticNet.predict(batch);
     await out.data();
     tf.dispose([batch, out]);
   }
   const imagesPerSecond = testCount / ((performance.now() - timed) / 1000);
-  const flopsPerImage = model.costs(1).reduce((s, c) => s + c.flops, 0);
+  const flopsPerImage = staticNet.costs(1).reduce((s, c) => s + c.flops, 0);
+  log('early exit: calibrating on the validation images, then static vs dynamic on the test images');
+  const { comparison, curve } = await compareEarlyExit(model, staticNet, validation, testSet);
+  log(
+    `early exit: ${(comparison.dynamicAccuracy * 100).toFixed(2)}% at ${comparison.dynamicMflopsPerImage.toFixed(2)} MFLOPs/image ` +
+      `(static ${(comparison.staticAccuracy * 100).toFixed(2)}% at ${comparison.staticMflopsPerImage.toFixed(2)}), ` +
+      `${(comparison.staticMsPerBatch / comparison.dynamicMsPerBatch).toFixed(2)}x faster`,
+  );
   const measured = {
     backend: tf.getBackend(),
     testAccuracy: accuracy,
-    params: model.paramCount,
+    params: staticNet.paramCount,
     flopsPerImage,
     imagesPerSecond,
     trainSeconds,
+    earlyExit: comparison,
   };
   const svg = await lineChartSvg({
     title: 'Demo CNN on Fashion-MNIST',
@@ -159,11 +291,13 @@ export async function runDemo(options: DemoOptions, log: (line: string) => void)
     ],
   );
   const reportDir = await writeReport(options.out, {
-    'README.md': `# dynn demo: a CNN on Fashion-MNIST\n\n${table}\n\n![training curve](training-curve.svg)\n`,
+    'README.md': `# dynn demo: a CNN on Fashion-MNIST\n\n${table}\n\n![training curve](training-curve.svg)\n\n${earlyExitSection(comparison)}\n`,
     'training-curve.svg': svg,
+    'early-exit-curve.svg': curve,
     'result.json': `${JSON.stringify(measured, null, 2)}\n`,
   });
   const result: DemoResult = { ...measured, reportDir };
+  staticNet.dispose();
   model.dispose();
   tf.dispose([trainSet.x, trainSet.y, validation.x, validation.y, testSet.x, testSet.y]);
   return result;
