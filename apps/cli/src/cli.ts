@@ -5,6 +5,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { benchCoreMarkdown, runBenchCore } from './commands/bench-core.js';
 import { benchEarlyExitMarkdown, runBenchEarlyExit } from './commands/bench-early-exit.js';
+import { benchEarlyExitTextMarkdown, runBenchEarlyExitText } from './commands/bench-early-exit-text.js';
 import { convert } from './commands/convert.js';
 import { runDemo } from './commands/demo.js';
 import { addExitsToFile, HEAD_CHOICES } from './commands/early-exit-add.js';
@@ -180,6 +181,48 @@ export function buildProgram(out: (text: string) => void, err: (text: string) =>
           );
         }
         out(opts.json ? `${JSON.stringify(run.result, null, 2)}\n` : `${benchEarlyExitMarkdown(run)}\n`);
+      },
+    );
+
+  bench
+    .command('early-exit-text')
+    .description(
+      'a character-level transformer on Austen with an exit after every block sharing one output head, on wasm: bits per character, blocks used, FLOPs and time at three operating points against the static network',
+    )
+    .option('--json', 'print JSON')
+    .option('--steps <n>', 'training steps', positiveInt, 800)
+    .option('--test-windows <n>', 'test windows measured (one next character each)', positiveInt, 2048)
+    .option(
+      '--out <dir>',
+      'folder for result.json, the sweep and the BPC-versus-depth chart',
+      'reports/early-exit-text',
+    )
+    .option('--no-progress', 'no progress bar')
+    .option(
+      '--update-docs <file>',
+      'write the table into this markdown file (between bench:early-exit-text markers)',
+    )
+    .action(
+      async (opts: {
+        json?: boolean;
+        steps: number;
+        testWindows: number;
+        out: string;
+        progress: boolean;
+        updateDocs?: string;
+      }) => {
+        const run = await runBenchEarlyExitText(
+          { steps: opts.steps, testWindows: opts.testWindows, out: opts.out, progress: opts.progress },
+          (line) => err(`${line}\n`),
+        );
+        if (opts.updateDocs) {
+          const document = await readFile(opts.updateDocs, 'utf8').catch(() => '# Benchmarks\n');
+          await writeFile(
+            opts.updateDocs,
+            replaceSection(document, 'bench:early-exit-text', benchEarlyExitTextMarkdown(run)),
+          );
+        }
+        out(opts.json ? `${JSON.stringify(run.result, null, 2)}\n` : `${benchEarlyExitTextMarkdown(run)}\n`);
       },
     );
 

@@ -1,4 +1,4 @@
-import { createModel, createRuntime, type Model } from '@dynn/core';
+import { createModel, createRuntime, type Graph, type Model } from '@dynn/core';
 import * as tf from '@tensorflow/tfjs-core';
 import { EXIT_OP } from './exit.js';
 import { removeExits } from './exits.js';
@@ -39,12 +39,10 @@ export function addExits(model: Model, options: AddExitsOptions): Model {
 }
 
 /**
- * The static network of a multi-exit model: a new model of `removeExits(model.graph)` holding
- * copies of its weights, which runs every row to the final output and computes no exit head (the
- * baseline a dynamic run is compared with). `model` is left as it was.
+ * A new model of `graph` holding copies of `model`'s weights of the same names (a graph derived
+ * from `model.graph` that declares no new tensor), on `model`'s runtime.
  */
-export function staticModel(model: Model): Model {
-  const graph = removeExits(model.graph);
+export function modelWithWeightsOf(model: Model, graph: Graph): Model {
   const names = [...graph.params, ...graph.state].map((t) => t.name);
   const weights = new Map(
     names.map((name) => [name, tf.clone(model.params.get(name) ?? model.state.get(name)!)]),
@@ -55,4 +53,13 @@ export function staticModel(model: Model): Model {
     tf.dispose([...weights.values()]);
     throw error;
   }
+}
+
+/**
+ * The static network of a multi-exit model: a new model of `removeExits(model.graph)` holding
+ * copies of its weights, which runs every row to the final output and computes no exit head (the
+ * baseline a dynamic run is compared with). `model` is left as it was.
+ */
+export function staticModel(model: Model): Model {
+  return modelWithWeightsOf(model, removeExits(model.graph));
 }

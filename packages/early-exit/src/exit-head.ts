@@ -5,6 +5,7 @@ import {
   type Dim,
   linear,
   type OpContext,
+  type OpDef,
   type ParamSpec,
   resolveAttrs,
   type ValueInfo,
@@ -17,6 +18,14 @@ export type ExitHeadKind = 'linear' | 'mlp' | 'conv' | 'shared';
 /** Every {@link ExitHeadKind}. */
 export const EXIT_HEADS: readonly ExitHeadKind[] = ['linear', 'mlp', 'conv', 'shared'];
 
+/**
+ * Which positions of sequence features `[batch, time, d]` an exit classifies: `all` gives logits
+ * per position `[batch, time, classes]` (training a language model, every position predicting
+ * its next token); `last` gives `[batch, classes]` from the last position only (serving, where a
+ * row is one context window and can leave early).
+ */
+export type ExitPositions = 'all' | 'last';
+
 /** The attributes that shape an exit's head. */
 export interface HeadAttrs {
   classes: number;
@@ -24,39 +33,52 @@ export interface HeadAttrs {
   hidden: number;
   convFilters: number;
   sharedHead: string;
+  sharedNorm: string;
   halting: boolean;
+  positions: ExitPositions;
 }
 
-/** What an exit reads: features `[batch, d]`, or an NHWC image `[batch, h, w, d]`. */
+/** What an exit reads: features `[batch, d]`, a sequence `[batch, time, d]` or an NHWC image `[batch, h, w, d]`. */
 export interface ExitFeatures {
   /** Size of the last (feature / channel) axis. */
   features: number;
-  /** True for an NHWC image, which heads pool. */
-  image: boolean;
+  /** How the features are laid out. */
+  layout: 'vector' | 'sequence' | 'image';
 }
 
 function formatShape(shape: readonly Dim[]): string {
   return `[${shape.join(', ')}]`;
 }
 
+const LAYOUTS: Record<number, ExitFeatures['layout']> = { 2: 'vector', 3: 'sequence', 4: 'image' };
+
 /** Checks an exit's feature input; throws a plain `Error` describing a mismatch. */
 export function exitFeatures(h: ValueInfo, head: ExitHeadKind): ExitFeatures {
   const rank = h.shape.length;
   const features = h.shape[rank - 1];
+  const layout = LAYOUTS[rank];
   if (h.dtype !== 'float32') throw new Error(`an exit needs float32 features, got ${h.dtype}`);
-  if ((rank !== 2 && rank !== 4) || typeof features !== 'number') {
+  if (layout === undefined || typeof features !== 'number') {
     throw new Error(
-      `an exit needs features [batch, d] or an NHWC image [batch, h, w, c] with a known last axis, got ${formatShape(h.shape)}`,
+      `an exit needs features [batch, d], a sequence [batch, time, d] or an NHWC image [batch, h, w, c] with a known last axis, got ${formatShape(h.shape)}`,
     );
   }
-  if (head === 'conv' && rank !== 4) {
+  if (head === 'conv' && layout !== 'image') {
     throw new Error(`head 'conv' needs an NHWC image [batch, h, w, c], got ${formatShape(h.shape)}`);
   }
-  return { features, image: rank === 4 };
+  return { features, layout };
 }
 
-// Conv2D is part of the core op set; its forward carries the wasm-fast convolution gradients.
+/** The leading axes an exit's outputs keep: `[batch, time]` for every position of a sequence, else `[batch]`. */
+export function exitRowsShape(h: readonly Dim[], positions: ExitPositions): Dim[] {
+  return h.length === 3 && positions === 'all' ? [h[0]!, h[1]!] : [h[0]!];
+}
+
+// Conv2D and LayerNorm are part of the core op set; the conv head runs Conv2D's forward (with its
+// wasm-fast gradients), the shared head's normalisation runs LayerNorm's, so both compute exactly
+// what those nodes of a backbone compute.
 const conv2dOp = coreOps.find((op) => op.type === 'core.Conv2D')!;
+const layerNormOp = coreOps.find((op) => op.type === 'core.LayerNorm')!;
 
 /** Attributes of the conv head's 3x3 convolution (same padding, relu), as a `core.Conv2D` node. */
 function convAttrs(filters: number): Attrs {
@@ -67,10 +89,16 @@ function convAttrs(filters: number): Attrs {
   );
 }
 
+/** Attributes of the shared head's normalisation: a `core.LayerNorm` with its defaults (last axis). */
+const NORM_ATTRS: Attrs = resolveAttrs(layerNormOp, {}, 'exit/norm');
+
 /**
  * The parameters of an exit: the head's (Keras-style initialisers) and, with `halting`, the
  * halting head's `haltKernel` [d, 1] and `haltBias` [1]. A `shared` head names its kernel and bias
- * `<sharedHead>/kernel` and `<sharedHead>/bias`, so every exit naming that group uses one tensor.
+ * `<sharedHead>/kernel` and `<sharedHead>/bias`, so every exit naming that group uses one tensor
+ * (and so does a `core.Dense` node named `<sharedHead>`: the network's own output head); with
+ * `sharedNorm` it first normalises with `<sharedNorm>/gamma` and `<sharedNorm>/beta`, the
+ * parameters of a `core.LayerNorm` node named `<sharedNorm>`.
  */
 export function headParams(attrs: HeadAttrs, { features }: ExitFeatures): ParamSpec[] {
   const dense = (prefix: string, fanIn: number, units: number, shared?: string): ParamSpec[] => {
@@ -95,8 +123,25 @@ export function headParams(attrs: HeadAttrs, { features }: ExitFeatures): ParamS
     switch (attrs.head) {
       case 'linear':
         return dense('', features, attrs.classes);
-      case 'shared':
-        return dense('', features, attrs.classes, attrs.sharedHead);
+      case 'shared': {
+        const norm: ParamSpec[] = attrs.sharedNorm
+          ? [
+              {
+                name: 'gamma',
+                shape: [features],
+                init: { kind: 'ones' },
+                shared: `${attrs.sharedNorm}/gamma`,
+              },
+              {
+                name: 'beta',
+                shape: [features],
+                init: { kind: 'zeros' },
+                shared: `${attrs.sharedNorm}/beta`,
+              },
+            ]
+          : [];
+        return [...norm, ...dense('', features, attrs.classes, attrs.sharedHead)];
+      }
       case 'mlp':
         return [...dense('hidden', features, attrs.hidden), ...dense('', attrs.hidden, attrs.classes)];
       case 'conv': {
@@ -128,15 +173,48 @@ export const stopGradient: (x: tf.Tensor) => tf.Tensor = tf.customGrad(
   }),
 ) as unknown as (x: tf.Tensor) => tf.Tensor;
 
-function pooled(h: tf.Tensor): tf.Tensor {
-  return h.rank === 4 ? tf.mean(h, [1, 2]) : h;
+/**
+ * What the heads (except conv) read: an image's spatial mean, a sequence's last position with
+ * `positions: 'last'`, else the features themselves (every position of a sequence).
+ */
+function headInput(h: tf.Tensor, positions: ExitPositions): tf.Tensor {
+  if (h.rank === 4) return tf.mean(h, [1, 2]);
+  if (h.rank === 3 && positions === 'last') {
+    const [rows, time, features] = h.shape as [number, number, number];
+    return tf.reshape(tf.slice(h, [0, time - 1, 0], [rows, 1, features]), [rows, features]);
+  }
+  return h;
+}
+
+/** Runs a core op's forward inside a head, as a node of that op would, on the head's own tensors. */
+function coreForward(
+  ctx: OpContext<Attrs>,
+  // biome-ignore lint/suspicious/noExplicitAny: core ops of any attribute type.
+  op: OpDef<any>,
+  local: string,
+  attrs: Attrs,
+  params: Record<string, tf.Tensor>,
+  x: tf.Tensor,
+): tf.Tensor {
+  const { context } = createOpContext({
+    node: { name: `${ctx.node.name}/${local}`, op: op.type, inputs: [], outputs: [], attrs: {} },
+    attrs,
+    params,
+    state: {},
+    training: ctx.training,
+    options: {},
+    rows: ctx.rows,
+    seed: 0,
+  });
+  return (op.forward(context, [x]) as tf.Tensor[])[0]!;
 }
 
 /**
- * Computes an exit's logits `[rows, classes]` and, with `halting`, its halting probability
- * `[rows, 1]` from features `h`. Gradients use core's wasm-fast `linear` and `core.Conv2D`.
- * The halting head reads the features through {@link stopGradient}: it learns to predict, it does
- * not reshape the backbone.
+ * Computes an exit's logits (`[rows, classes]`, or `[rows, time, classes]` for every position of
+ * a sequence) and, with `halting`, its halting probability (`[rows, 1]` / `[rows, time, 1]`) from
+ * features `h`. Gradients use core's wasm-fast `linear`, `core.Conv2D` and `core.LayerNorm`. The
+ * halting head reads the features through {@link stopGradient}: it learns to predict, it does not
+ * reshape the backbone.
  */
 export function headForward(
   ctx: OpContext<Attrs>,
@@ -145,32 +223,29 @@ export function headForward(
 ): { logits: tf.Tensor; halt?: tf.Tensor } {
   const p = ctx.params;
   return tf.tidy(() => {
-    // The conv head pools its own features; the others (and the halting head) pool the input.
-    const features = attrs.head !== 'conv' || attrs.halting ? pooled(h) : h;
+    // The conv head pools its own features; the others (and the halting head) read headInput.
+    const features = attrs.head !== 'conv' || attrs.halting ? headInput(h, attrs.positions) : h;
     let logits: tf.Tensor;
     switch (attrs.head) {
       case 'linear':
-      case 'shared':
         logits = linear(features, p.kernel as tf.Tensor2D, p.bias);
         break;
+      case 'shared': {
+        const normalised = attrs.sharedNorm
+          ? coreForward(ctx, layerNormOp, 'norm', NORM_ATTRS, { gamma: p.gamma!, beta: p.beta! }, features)
+          : features;
+        logits = linear(normalised, p.kernel as tf.Tensor2D, p.bias);
+        break;
+      }
       case 'mlp': {
         const hidden = tf.relu(linear(features, p.hiddenKernel as tf.Tensor2D, p.hiddenBias));
         logits = linear(hidden, p.kernel as tf.Tensor2D, p.bias);
         break;
       }
       case 'conv': {
-        const { context } = createOpContext({
-          node: { name: `${ctx.node.name}/conv`, op: conv2dOp.type, inputs: [], outputs: [], attrs: {} },
-          attrs: convAttrs(attrs.convFilters),
-          params: { kernel: p.convKernel!, bias: p.convBias! },
-          state: {},
-          training: ctx.training,
-          options: {},
-          rows: ctx.rows,
-          seed: 0,
-        });
-        const [convolved] = conv2dOp.forward(context, [h]) as tf.Tensor[];
-        logits = linear(tf.mean(convolved!, [1, 2]), p.kernel as tf.Tensor2D, p.bias);
+        const convParams = { kernel: p.convKernel!, bias: p.convBias! };
+        const convolved = coreForward(ctx, conv2dOp, 'conv', convAttrs(attrs.convFilters), convParams, h);
+        logits = linear(tf.mean(convolved, [1, 2]), p.kernel as tf.Tensor2D, p.bias);
         break;
       }
     }
@@ -187,19 +262,24 @@ function denseFlops(rows: number, fanIn: number, units: number): number {
 
 /**
  * FLOPs of an exit's head (and halting head) on features of concrete shape `h`, plus the exit's
- * decision: softmax, max or entropy, and arg-max, counted as 7 per class and row.
+ * decision: softmax, max or entropy, and arg-max, counted as 7 per class and row (and per
+ * position, for every position of a sequence).
  */
 export function headFlops(attrs: HeadAttrs, h: readonly number[]): number {
-  const rows = h[0]!;
   const features = h[h.length - 1]!;
+  const rows = h[0]! * (h.length === 3 && attrs.positions === 'all' ? h[1]! : 1);
   const positions = h.length === 4 ? h[1]! * h[2]! : 1;
   const pool = h.length === 4 ? rows * positions * features : 0;
   let total: number;
   switch (attrs.head) {
     case 'linear':
-    case 'shared':
       total = pool + denseFlops(rows, features, attrs.classes);
       break;
+    case 'shared': {
+      const norm = attrs.sharedNorm ? layerNormOp.flops(NORM_ATTRS, [[rows, features]], []) : 0;
+      total = pool + norm + denseFlops(rows, features, attrs.classes);
+      break;
+    }
     case 'mlp':
       total =
         pool +

@@ -1,4 +1,4 @@
-import { type Attrs, BATCH, createOpContext, resolveAttrs } from '@dynn/core';
+import { type Attrs, BATCH, createOpContext, isDynnError, resolveAttrs } from '@dynn/core';
 import {
   checkOpGradients,
   describeEachBackend,
@@ -189,6 +189,170 @@ describeEachBackend('early-exit.Exit', () => {
   });
 });
 
+/**
+ * An independent JS forward of an exit on a sequence [batch, time, d]: the rows the head reads
+ * (every position, or each row's last), the shared head's layer norm (epsilon 1e-3, as
+ * core.LayerNorm's default), the head and the halting probabilities.
+ */
+async function sequenceReference(attrs: Attrs, h: tf.Tensor, params: Record<string, tf.Tensor>) {
+  const x = await host(h);
+  const p: Record<string, number[]> = {};
+  for (const [name, t] of Object.entries(params)) p[name] = await host(t);
+  const [batch, time, d] = h.shape as [number, number, number];
+  const row = (b: number, t: number) => x.slice((b * time + t) * d, (b * time + t + 1) * d);
+  const rows: number[][] = [];
+  for (let b = 0; b < batch; b++) {
+    if (attrs.positions === 'last') rows.push(row(b, time - 1));
+    else for (let t = 0; t < time; t++) rows.push(row(b, t));
+  }
+  const normalise = (r: number[]) => {
+    const mean = r.reduce((a, v) => a + v, 0) / d;
+    const variance = r.reduce((a, v) => a + (v - mean) ** 2, 0) / d;
+    return r.map((v, i) => ((v - mean) / Math.sqrt(variance + 1e-3)) * p.gamma![i]! + p.beta![i]!);
+  };
+  const headRows = attrs.sharedNorm ? rows.map(normalise) : rows;
+  const classes = attrs.classes as number;
+  const logits =
+    attrs.head === 'mlp'
+      ? denseRows(
+          denseRows(headRows, p.hiddenKernel!, p.hiddenBias!, attrs.hidden as number).map((r) =>
+            r.map((v) => Math.max(0, v)),
+          ),
+          p.kernel!,
+          p.bias!,
+          classes,
+        )
+      : denseRows(headRows, p.kernel!, p.bias!, classes);
+  const halt = attrs.halting
+    ? denseRows(rows, p.haltKernel!, p.haltBias!, 1).map(([v]) => 1 / (1 + Math.exp(-v!)))
+    : logits.map((r) => 1 / r.reduce((s, v) => s + Math.exp(v - Math.max(...r)), 0));
+  const state = logits.flatMap((r) => [r.indexOf(Math.max(...r)), 0]);
+  return { logits: logits.flat(), halt, state };
+}
+
+const sequenceCases: { label: string; attrs: Attrs; outputRows: number[] }[] = [
+  {
+    label: 'linear head on every position, with halting',
+    attrs: { classes: 3, halting: true },
+    outputRows: [2, 3],
+  },
+  { label: 'linear head on the last position', attrs: { classes: 3, positions: 'last' }, outputRows: [2] },
+  {
+    label: 'shared head with a shared norm, every position',
+    attrs: { classes: 3, head: 'shared', sharedHead: 'lm', sharedNorm: 'lnf' },
+    outputRows: [2, 3],
+  },
+  {
+    label: 'shared head with a shared norm, last position, with halting',
+    attrs: { classes: 3, head: 'shared', sharedNorm: 'lnf', positions: 'last', halting: true },
+    outputRows: [2],
+  },
+  { label: 'mlp head on every position', attrs: { classes: 3, head: 'mlp', hidden: 5 }, outputRows: [2, 3] },
+];
+
+describeEachBackend('early-exit.Exit on sequences [batch, time, d]', () => {
+  guardLeaks();
+
+  for (const { label, attrs, outputRows } of sequenceCases) {
+    it(`matches a naive reference: ${label}`, async () => {
+      const h = seededUniform([2, 3, 4], { seed: 13 });
+      const params = opParams(exitOp, attrs, [h], 15);
+      const { outputs } = await runOp(exitOp, { attrs, inputs: [h], params });
+      const expected = await sequenceReference(resolved(attrs), h, params);
+      expect(outputs[0]).toBe(h);
+      expect(outputs.slice(1).map((t) => t.shape)).toEqual([
+        [...outputRows, 3],
+        [...outputRows, 2],
+        [...outputRows, 1],
+      ]);
+      await expectClose(outputs[1]!, expected.logits, { label: 'logits' });
+      await expectClose(outputs[2]!, expected.state, { label: 'state' });
+      await expectClose(outputs[3]!, expected.halt, { label: 'halt' });
+      tf.dispose([h, ...outputs.slice(1), ...Object.values(params)]);
+    });
+  }
+
+  // Without halting heads: their stop-gradient makes the features' gradient differ from finite
+  // differences by design. Seeds where no position's two best classes nearly tie: the state output
+  // (an arg-max) would jump under the larger finite-difference steps of GPU backends.
+  const gradientSequenceCases: { label: string; attrs: Attrs; seeds: [number, number] }[] = [
+    { label: 'linear head on every position', attrs: { classes: 3 }, seeds: [21, 22] },
+    {
+      label: 'shared head with a shared norm, last position',
+      attrs: { classes: 3, head: 'shared', sharedNorm: 'lnf', positions: 'last' },
+      seeds: [21, 22],
+    },
+    { ...sequenceCases[4]!, seeds: [14, 16] },
+  ];
+  for (const { label, attrs, seeds } of gradientSequenceCases) {
+    it(`has gradients matching finite differences: ${label}`, async () => {
+      const h = seededUniform([2, 3, 4], { seed: seeds[0] });
+      await checkOpGradients(exitOp, { attrs, inputs: [h], seed: seeds[1] }, { samples: 4 });
+      h.dispose();
+    });
+  }
+
+  it('counts agreements with the previous exit per position', async () => {
+    const attrs = { classes: 2 };
+    // Position 0 predicts class 0, position 1 class 1, in both rows.
+    const h = tf.tensor3d([
+      [
+        [2, 0],
+        [0, 2],
+      ],
+      [
+        [2, 0],
+        [0, 2],
+      ],
+    ]);
+    const kernel = tf.eye(2);
+    const bias = tf.zeros([2]);
+    const previous = tf.tensor3d([
+      [
+        [0, 3],
+        [0, 1],
+      ],
+      [
+        [1, 0],
+        [1, 2],
+      ],
+    ]);
+    const { outputs } = await runOp(exitOp, { attrs, inputs: [h, previous], params: { kernel, bias } });
+    await expectClose(outputs[2]!, [0, 4, 1, 0, 0, 0, 1, 3]);
+    tf.dispose([h, kernel, bias, previous, ...outputs.slice(1)]);
+  });
+
+  it('refuses a criterion on every position before computing anything', async () => {
+    const h = seededUniform([2, 3, 4], { seed: 17 });
+    const attrs = { classes: 3 };
+    const params = opParams(exitOp, attrs, [h], 18);
+    const before = tf.memory().numTensors;
+    let error: unknown;
+    try {
+      await runOp(exitOp, {
+        attrs,
+        inputs: [h],
+        params,
+        options: { 'early-exit': { criterion: 'maxProb', thresholds: 0.5 } },
+      });
+    } catch (e) {
+      error = e;
+    }
+    expect(isDynnError(error) && error.code).toBe('INVALID_OPTION');
+    expect((error as Error).message).toMatch(/positions 'all'.*lastPositionExits/);
+    expect(tf.memory().numTensors).toBe(before);
+    // In training no row leaves, so the options are only checked.
+    const trained = await runOp(exitOp, {
+      attrs,
+      inputs: [h],
+      params,
+      training: true,
+      options: { 'early-exit': { criterion: 'maxProb', thresholds: 0.5 } },
+    });
+    tf.dispose([h, ...trained.outputs.slice(1), ...Object.values(params)]);
+  });
+});
+
 /** Attributes with defaults filled in. */
 function resolved(attrs: Attrs): ExitAttrs {
   return resolveAttrs(exitOp, attrs, 'exit');
@@ -204,8 +368,13 @@ it('infers shapes with a symbolic batch and rejects bad inputs', () => {
     { shape: [BATCH, 2], dtype: 'float32' },
     { shape: [BATCH, 1], dtype: 'float32' },
   ]);
-  expect(() => exitOp.inferShape(attrs, [{ name: 'h', dtype: 'float32', shape: [BATCH, 3, 8] }])).toThrow(
-    /an exit needs features \[batch, d\] or an NHWC image \[batch, h, w, c\].*got \[batch, 3, 8\]/,
+  expect(() =>
+    exitOp.inferShape(attrs, [{ name: 'h', dtype: 'float32', shape: [BATCH, 3, 8, 2, 2] }]),
+  ).toThrow(
+    /an exit needs features \[batch, d\], a sequence \[batch, time, d\] or an NHWC image \[batch, h, w, c\].*got \[batch, 3, 8, 2, 2\]/,
+  );
+  expect(() => exitOp.inferShape(attrs, [{ name: 'h', dtype: 'float32', shape: [BATCH, 3, 'd'] }])).toThrow(
+    /known last axis, got \[batch, 3, d\]/,
   );
   expect(() => exitOp.inferShape(attrs, [image, { ...state, shape: [BATCH, 3] }])).toThrow(
     /state input must be float32 \[batch, 2\]/,
@@ -216,10 +385,75 @@ it('infers shapes with a symbolic batch and rejects bad inputs', () => {
   );
 });
 
+it('infers per-position and last-position shapes of a sequence, symbolic time included', () => {
+  const sequence = { name: 'h', dtype: 'float32' as const, shape: [BATCH, 'time', 8] };
+  const all = resolved({ classes: 5 });
+  expect(
+    exitOp.inferShape(all, [sequence, { name: 's', dtype: 'float32', shape: [BATCH, 'time', 2] }]),
+  ).toEqual([
+    { shape: [BATCH, 'time', 8], dtype: 'float32' },
+    { shape: [BATCH, 'time', 5], dtype: 'float32' },
+    { shape: [BATCH, 'time', 2], dtype: 'float32' },
+    { shape: [BATCH, 'time', 1], dtype: 'float32' },
+  ]);
+  const last = resolved({ classes: 5, positions: 'last' });
+  expect(exitOp.inferShape(last, [sequence]).slice(1)).toEqual([
+    { shape: [BATCH, 5], dtype: 'float32' },
+    { shape: [BATCH, 2], dtype: 'float32' },
+    { shape: [BATCH, 1], dtype: 'float32' },
+  ]);
+  expect(() =>
+    exitOp.inferShape(all, [sequence, { name: 's', dtype: 'float32', shape: [BATCH, 2] }]),
+  ).toThrow(/state input must be float32 \[batch, time, 2\], got float32\[batch, 2\]/);
+  expect(() => exitOp.inferShape(resolved({ classes: 5, sharedNorm: 'lnf' }), [sequence])).toThrow(
+    /sharedNorm 'lnf' needs head 'shared', got 'linear'/,
+  );
+  // The shared norm adds gamma and beta, shared with a core.LayerNorm node named 'lnf'.
+  const shared = resolved({ classes: 5, head: 'shared', sharedHead: 'lm', sharedNorm: 'lnf' });
+  expect(exitOp.params!(shared, [sequence]).map((p) => [p.name, p.shared, p.shape])).toEqual([
+    ['gamma', 'lnf/gamma', [8]],
+    ['beta', 'lnf/beta', [8]],
+    ['kernel', 'lm/kernel', [8, 5]],
+    ['bias', 'lm/bias', [5]],
+  ]);
+});
+
+it('accepts the carried inputs of an op-set 1 exit and ignores them', async () => {
+  const attrs = { classes: 3, carried: ['exit0'] };
+  const h = seededUniform([2, 4], { seed: 19 });
+  const state = tf.zeros([2, 2]);
+  const earlier = tf.ones([2, 3]);
+  const params = opParams(exitOp, attrs, [h], 20);
+  const [withCarried, without] = [
+    await runOp(exitOp, { attrs, inputs: [h, state, earlier], params }),
+    await runOp(exitOp, { attrs: { classes: 3 }, inputs: [h, state], params }),
+  ];
+  expect(Array.from(await withCarried.outputs[1]!.data())).toEqual(
+    Array.from(await without.outputs[1]!.data()),
+  );
+  const info = (shape: number[]) => ({ name: 'v', dtype: 'float32' as const, shape: [BATCH, ...shape] });
+  expect(() => exitOp.inferShape(resolved(attrs), [info([4]), info([2])])).toThrow(
+    /previous exit's state \(then 1 carried outputs of an op-set 1 graph\), got 2 inputs/,
+  );
+  tf.dispose([
+    h,
+    state,
+    earlier,
+    ...withCarried.outputs.slice(1),
+    ...without.outputs.slice(1),
+    ...Object.values(params),
+  ]);
+});
+
 it('counts head FLOPs on the rows given', () => {
   // linear on [4, 6]: 4 rows x 3 classes x (2 x 6 + 1), plus 7 per class and row for the decision.
   expect(exitOp.flops(resolved({ classes: 3 }), [[4, 6]], [])).toBe(4 * 3 * 13 + 7 * 4 * 3);
   // Twice the rows, twice the FLOPs.
   const image = resolved({ classes: 3, head: 'conv', convFilters: 2, halting: true });
   expect(exitOp.flops(image, [[2, 3, 3, 4]], [])).toBe(2 * exitOp.flops(image, [[1, 3, 3, 4]], []));
+  // A sequence [2, 5, 6]: every position is a row with positions 'all', one per row with 'last';
+  // the shared norm adds 7 per feature and row.
+  const all = resolved({ classes: 3, head: 'shared', sharedNorm: 'lnf' });
+  expect(exitOp.flops(all, [[2, 5, 6]], [])).toBe(10 * (7 * 6 + 3 * 13 + 7 * 3));
+  expect(exitOp.flops({ ...all, positions: 'last' }, [[2, 5, 6]], [])).toBe(2 * (7 * 6 + 3 * 13 + 7 * 3));
 });

@@ -3,7 +3,9 @@ import * as tf from '@tensorflow/tfjs-core';
 import {
   EXIT_HEADS,
   type ExitHeadKind,
+  type ExitPositions,
   exitFeatures,
+  exitRowsShape,
   headFlops,
   headForward,
   headParams,
@@ -20,6 +22,8 @@ export type ExitAttrs = {
   hidden: number;
   convFilters: number;
   sharedHead: string;
+  sharedNorm: string;
+  positions: ExitPositions;
   output: string;
   outputActivation: ExitOutputActivation;
   exitOutputs: string[];
@@ -30,7 +34,7 @@ export type ExitAttrs = {
 };
 
 /** The npm package, op domain and op-set version of the early-exit plugin. */
-export const EARLY_EXIT_PLUGIN = { name: '@dynn/early-exit', domain: 'early-exit', opset: 1 } as const;
+export const EARLY_EXIT_PLUGIN = { name: '@dynn/early-exit', domain: 'early-exit', opset: 2 } as const;
 
 /** The op type of an exit. */
 export const EXIT_OP = 'early-exit.Exit';
@@ -52,7 +56,7 @@ function scoreOf(
       case 'entropy': {
         const logProbs = tf.logSoftmax(logits);
         const entropy = tf.neg(tf.sum(tf.mul(tf.exp(logProbs), logProbs), -1));
-        return tf.div(entropy, Math.log(logits.shape[1]!));
+        return tf.div(entropy, Math.log(logits.shape[logits.rank - 1]!));
       }
       case 'patience':
         return tf.reshape(tf.slice(state, [0, 1], [-1, 1]), [-1]);
@@ -99,7 +103,6 @@ async function decide(
   options: Exclude<ResolvedExitOptions, { criterion: 'none' }>,
   leavesAt: (score: number) => boolean,
   outputs: tf.Tensor[],
-  carried: tf.Tensor[],
 ): Promise<tf.Tensor[] | OpResult> {
   const { attrs } = ctx;
   const [, logits, state, halt] = outputs as [tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor];
@@ -121,7 +124,6 @@ async function decide(
       for (const name of attrs.haltOutputs) retired[name] = handle(haltRows);
       haltRows.dispose();
     }
-    for (const [i, name] of attrs.carried.entries()) retired[name] = await takeRows(carried[i]!, rows);
     return { outputs, retire: { rows, outputs: retired } };
   } catch (error) {
     tf.dispose([...outputs.slice(1), ...Object.values(retired)]);
@@ -136,23 +138,31 @@ async function decide(
  * unchanged and, in inference, retires the rows it is sure about, so later nodes compute only the
  * others (BranchyNet, DeeBERT, PABEE, CALM).
  *
- * - inputs: `h` (features `[batch, d]` or an NHWC image `[batch, h, w, c]`); optionally the
- *   previous exit's `state`; then, after `state`, the values of the graph outputs named in
- *   `carried` (earlier exits' logits and halting probabilities), which rows leaving here keep
+ * - inputs: `h` (features `[batch, d]`, a sequence `[batch, time, d]` or an NHWC image
+ *   `[batch, h, w, c]`); optionally the previous exit's `state`
  * - outputs: `h` (the same tensor), `logits` `[batch, classes]`, `state` `[batch, 2]` (this exit's
  *   predicted class and how many consecutive exits agreed with their predecessor: the patience
  *   carry of the next exit), `halt` `[batch, 1]` (the learned halting probability with `halting`,
- *   else the largest softmax probability)
+ *   else the largest softmax probability). On a sequence with `positions: 'all'` every output but
+ *   `h` has one entry per position: `[batch, time, classes]`, `[batch, time, 2]`, `[batch, time, 1]`;
+ *   with `positions: 'last'` they are the last position's
  * - params: by head: `linear` and `shared`: `kernel`, `bias` (shared: `<sharedHead>/kernel`,
- *   `<sharedHead>/bias`); `mlp`: `hiddenKernel`, `hiddenBias`, `kernel`, `bias`; `conv`:
- *   `convKernel`, `convBias`, `kernel`, `bias`; with `halting`: `haltKernel`, `haltBias`
+ *   `<sharedHead>/bias`, and with `sharedNorm` `<sharedNorm>/gamma`, `<sharedNorm>/beta`); `mlp`:
+ *   `hiddenKernel`, `hiddenBias`, `kernel`, `bias`; `conv`: `convKernel`, `convBias`, `kernel`,
+ *   `bias`; with `halting`: `haltKernel`, `haltBias`
  *
  * The criterion comes from the run options (see {@link readExitOptions}); without them no row
- * leaves and every output equals the model's without exits. Rows leave in inference only.
+ * leaves and every output equals the model's without exits. Rows leave in inference only, and
+ * only where an exit gives one answer per row: an exit with `positions: 'all'` on a sequence
+ * refuses a criterion (`INVALID_OPTION`); serve such a graph with `lastPositionExits`.
+ *
+ * Op-set 1 exits re-emitted earlier exits' outputs (attribute `carried`, read after `state`);
+ * the executor now keeps every requested output for the rows it was computed on, so version 2
+ * ignores those inputs and an op-set 1 graph runs unchanged.
  */
 export const exitOp = defineOp<ExitAttrs>({
   type: EXIT_OP,
-  version: 1,
+  version: 2,
   description:
     'An early exit: a classifier on intermediate features; in inference the rows it is sure about leave the computation.',
   attrs: {
@@ -169,6 +179,17 @@ export const exitOp = defineOp<ExitAttrs>({
       kind: 'string',
       default: 'head',
       doc: 'name of the tensor group every shared head uses (<sharedHead>/kernel, <sharedHead>/bias)',
+    },
+    sharedNorm: {
+      kind: 'string',
+      default: '',
+      doc: "the shared head's layer norm (<sharedNorm>/gamma, <sharedNorm>/beta) applied before it; empty: none",
+    },
+    positions: {
+      kind: 'enum',
+      values: ['all', 'last'],
+      default: 'all',
+      doc: 'on a sequence [batch, time, d]: logits for every position (all) or the last one (last)',
     },
     output: { kind: 'string', default: 'logits', doc: 'the graph output this exit answers for' },
     outputActivation: {
@@ -190,7 +211,7 @@ export const exitOp = defineOp<ExitAttrs>({
     carried: {
       kind: 'strings',
       default: [],
-      doc: 'graph outputs of earlier exits read as inputs after state: rows leaving here keep their values',
+      doc: "op-set 1 graphs only: earlier exits' outputs read after state, ignored since op-set 2",
     },
     index: { kind: 'int', min: 0, default: 0, doc: 'position of this exit, 0-based (picks its threshold)' },
     halting: { kind: 'bool', default: false, doc: 'adds a learned halting head (CALM)' },
@@ -200,30 +221,46 @@ export const exitOp = defineOp<ExitAttrs>({
   params: (attrs, [h]) => headParams(attrs, exitFeatures(h!, attrs.head)),
   inferShape(attrs, [h, state, ...carried]) {
     exitFeatures(h!, attrs.head);
-    const batch = h!.shape[0]!;
-    if (carried.length !== attrs.carried.length || (attrs.carried.length > 0 && state === undefined)) {
+    if (attrs.sharedNorm && attrs.head !== 'shared') {
+      throw new Error(`sharedNorm '${attrs.sharedNorm}' needs head 'shared', got '${attrs.head}'`);
+    }
+    if (carried.length !== attrs.carried.length) {
       throw new Error(
-        `an exit takes its features, the previous exit's state and one input per carried output (${attrs.carried.length}), got ${1 + (state ? 1 : 0) + carried.length} inputs`,
+        `an exit takes its features and the previous exit's state${attrs.carried.length > 0 ? ` (then ${attrs.carried.length} carried outputs of an op-set 1 graph)` : ''}, got ${1 + (state ? 1 : 0) + carried.length} inputs`,
       );
     }
+    const rows = exitRowsShape(h!.shape, attrs.positions);
     if (state !== undefined) {
-      const ok = state.dtype === 'float32' && state.shape.length === 2 && state.shape[1] === 2;
+      const ok =
+        state.dtype === 'float32' &&
+        state.shape.length === rows.length + 1 &&
+        state.shape.at(-1) === 2 &&
+        rows.every(
+          (d, i) => typeof d !== 'number' || typeof state.shape[i] !== 'number' || d === state.shape[i],
+        );
       if (!ok)
         throw new Error(
-          `the state input must be float32 [batch, 2], got ${state.dtype}[${state.shape.join(', ')}]`,
+          `the state input must be float32 [${[...rows, 2].join(', ')}], got ${state.dtype}[${state.shape.join(', ')}]`,
         );
     }
     return [
       { shape: h!.shape, dtype: h!.dtype },
-      { shape: [batch, attrs.classes], dtype: 'float32' },
-      { shape: [batch, 2], dtype: 'float32' },
-      { shape: [batch, 1], dtype: 'float32' },
+      { shape: [...rows, attrs.classes], dtype: 'float32' },
+      { shape: [...rows, 2], dtype: 'float32' },
+      { shape: [...rows, 1], dtype: 'float32' },
     ];
   },
-  forward(ctx, [h, previous, ...carried]) {
+  forward(ctx, [h, previous]) {
     // Read (and check) the options on every call, so a bad option fails even in training.
     const options = readExitOptions(ctx.options);
     const deciding = !ctx.training && options.criterion !== 'none';
+    if (deciding && h!.rank === 3 && ctx.attrs.positions === 'all') {
+      throw new DynnError(
+        'INVALID_OPTION',
+        `Exit '${ctx.node.name}' gives logits for every position of its sequence (positions 'all'), so a row cannot leave on them (criterion '${options.criterion}'). Serve with positions 'last': lastPositionExits(graph) or lastPositionModel(model).`,
+        { node: ctx.node.name, op: EXIT_OP },
+      );
+    }
     if (options.criterion === 'learned' && !ctx.attrs.halting && deciding) {
       throw new DynnError(
         'INVALID_OPTION',
@@ -239,15 +276,15 @@ export const exitOp = defineOp<ExitAttrs>({
       const predicted = tf.cast(tf.argMax(logits, -1), 'float32');
       let agreements: tf.Tensor = tf.zerosLike(predicted);
       if (previous !== undefined) {
-        const [previousClass, previousCount] = tf.split(previous, 2, 1) as [tf.Tensor, tf.Tensor];
-        const same = tf.equal(predicted, tf.reshape(previousClass, [-1]));
-        agreements = tf.where(same, tf.add(tf.reshape(previousCount, [-1]), 1), agreements);
+        const [previousClass, previousCount] = tf.split(previous, 2, -1) as [tf.Tensor, tf.Tensor];
+        const same = tf.equal(predicted, tf.reshape(previousClass, predicted.shape));
+        agreements = tf.where(same, tf.add(tf.reshape(previousCount, predicted.shape), 1), agreements);
       }
-      return [tf.stack([predicted, agreements], 1), learned ?? tf.max(tf.softmax(logits), -1, true)];
+      return [tf.stack([predicted, agreements], -1), learned ?? tf.max(tf.softmax(logits), -1, true)];
     });
     const outputs = [h!, logits, state!, halt!];
     if (leavesAt === undefined || options.criterion === 'none') return outputs;
-    return decide(ctx, options, leavesAt, outputs, carried);
+    return decide(ctx, options, leavesAt, outputs);
   },
   flops: (attrs, [h]) => headFlops(attrs, h!),
 });

@@ -57,14 +57,16 @@ export function exitOutputsOf(graph: Graph): ExitInfo[] {
 function exitParamNames(node: GraphNode): string[] {
   const attrs = resolveAttrs(exitOp, node.attrs, node.name);
   // Parameter names depend on the attributes only: any feature size gives the same names.
-  return headParams(attrs, { features: 1, image: false }).map(
+  return headParams(attrs, { features: 1, layout: 'vector' }).map(
     (spec) => spec.shared ?? `${node.name}/${spec.name}`,
   );
 }
 
 /**
  * A `trainable` filter for `fit` that trains only the exits' parameters: retrofit mode
- * (EE-Tuning), where a trained backbone stays frozen and only the exit heads learn.
+ * (EE-Tuning), where a trained backbone stays frozen and only the exit heads learn. Shared heads
+ * count as exit parameters, so a head (and norm) the exits share with the network's own output
+ * trains too.
  *
  * @example
  * ```ts
@@ -78,16 +80,20 @@ export function exitParamFilter(graph: Graph): (paramName: string) => boolean {
 
 /**
  * The graph without its exits (the inverse of the insert pass): each exit's features go straight
- * to its readers again, and the exits' outputs, parameters and op set are dropped. A model of it
- * is the static network (`createModel(runtime, removeExits(graph), { weights })` with the
- * multi-exit model's weights): the baseline a dynamic run is measured against.
+ * to its readers again, and the exits' outputs, parameters and op set are dropped. Parameters
+ * the exits share with a node that stays (`<node>/kernel` of the output head they share) stay. A
+ * model of it is the static network (`createModel(runtime, removeExits(graph), { weights })` with
+ * the multi-exit model's weights): the baseline a dynamic run is measured against.
  */
 export function removeExits(graph: Graph): Graph {
   const exits = graph.nodes.filter((node) => node.op === EXIT_OP);
   // Each exit's features value takes back the name the exit passed it on under.
   const renamed = new Map(exits.map((node) => [node.inputs[0]!, node.outputs[EXIT_OUTPUT.features]!]));
   const exitValues = new Set(exits.flatMap((node) => node.outputs.slice(EXIT_OUTPUT.logits)));
-  const exitParams = exitParamFilter(graph);
+  const staying = new Set(graph.nodes.filter((node) => node.op !== EXIT_OP).map((node) => node.name));
+  const isExitParam = exitParamFilter(graph);
+  const exitParams = (name: string) =>
+    isExitParam(name) && !staying.has(name.slice(0, name.lastIndexOf('/')));
   const rename = (name: string) => renamed.get(name) ?? name;
   const { [EARLY_EXIT_PLUGIN.domain]: _, ...opsets } = graph.opsets;
   return {

@@ -1,7 +1,8 @@
 /**
  * @dynn/early-exit: multi-exit networks whose confident rows stop computing. The op
- * `early-exit.Exit`, the pass `early-exit.insert-exits`, multi-exit training objectives and
- * budget calibration. See the package README.
+ * `early-exit.Exit`, the pass `early-exit.insert-exits`, multi-exit training objectives, budget
+ * calibration, and the serving form of sequence models trained on every position. See the
+ * package README.
  */
 export type { AddExitsOptions } from './add-exits.js';
 export { addExits, staticModel } from './add-exits.js';
@@ -9,12 +10,14 @@ export type { ExitSweep, OperatingConstraint, ParetoPoint, SweepOptions } from '
 export { paretoFront, pickOperatingPoint, runOptionsFor, sweepExits } from './calibration.js';
 export type { ExitAttrs, ExitOutputActivation } from './exit.js';
 export { EARLY_EXIT_PLUGIN, EXIT_OP, EXIT_OUTPUT, exitDecision, exitOp } from './exit.js';
-export type { ExitHeadKind } from './exit-head.js';
+export type { ExitHeadKind, ExitPositions } from './exit-head.js';
 export { EXIT_HEADS, stopGradient } from './exit-head.js';
 export type { ExitInfo } from './exits.js';
 export { describeExits, exitOutputsOf, exitParamFilter, removeExits } from './exits.js';
 export type { InsertExitsOptions } from './insert-exits.js';
 export { insertExits, insertExitsPass } from './insert-exits.js';
+export type { LastPositionOptions } from './last-position.js';
+export { lastPositionExits, lastPositionModel } from './last-position.js';
 export type { EarlyExitRunOptions, ExitCriterion, ResolvedExitOptions } from './options.js';
 export { EARLY_EXIT_OPTIONS, EXIT_CRITERIA, exitRunOptions, readExitOptions } from './options.js';
 export type { ParetoSvgOptions } from './pareto-svg.js';

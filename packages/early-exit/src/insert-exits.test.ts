@@ -5,6 +5,8 @@ import {
   GraphBuilder,
   importLayersModel,
   isDynnError,
+  loadModel,
+  saveModel,
 } from '@dynn/core';
 import { describeEachBackend, expectClose, guardLeaks, seededUniform } from '@dynn/testing';
 import * as tf from '@tensorflow/tfjs-core';
@@ -87,18 +89,13 @@ describeEachBackend('early-exit.insert-exits', () => {
     const before = JSON.stringify(graph);
     const withExits = runtime.pass('early-exit.insert-exits').run(graph, { every: 1 }) as Graph;
     expect(JSON.stringify(graph)).toBe(before);
-    expect(withExits.opsets).toEqual({ core: 1, 'early-exit': 1 });
+    expect(withExits.opsets).toEqual({ core: 1, 'early-exit': 2 });
     expect(withExits.outputs.map((o) => o.name)).toEqual(['logits', 'exit0', 'exit1', 'exit2']);
     expect(withExits.outputs[1]).toEqual({ name: 'exit0', dtype: 'float32', shape: ['batch', 4] });
     const exits = describeExits(withExits);
     expect(exits.map((e) => attachedTo(withExits, e.node))).toEqual(['d1', 'd2', 'd3']);
-    // Each exit after the first reads the previous state and carries the earlier exits' logits.
-    expect(withExits.nodes.find((n) => n.name === 'exit2')!.inputs).toEqual([
-      'd3/features',
-      'exit1/state',
-      'exit0',
-      'exit1',
-    ]);
+    // Each exit after the first reads its features and the previous exit's state, nothing more.
+    expect(withExits.nodes.find((n) => n.name === 'exit2')!.inputs).toEqual(['d3/features', 'exit1/state']);
     expect(exits.map((e) => e.attrs.exitOutputs)).toEqual([
       ['exit0', 'exit1', 'exit2'],
       ['exit1', 'exit2'],
@@ -125,6 +122,46 @@ describeEachBackend('early-exit.insert-exits', () => {
     tf.dispose([x, expected, again]);
     backbone.dispose();
     original.dispose();
+    model.dispose();
+  });
+
+  it("loads and runs an op-set 1 model file, whose exits carried the earlier exits' outputs", async () => {
+    const model = createModel(runtime, insertExits(mlpGraph(), { every: 1, halting: true }), { seed: 7 });
+    let saved: tf.io.ModelArtifacts | undefined;
+    await saveModel(
+      model,
+      tf.io.withSaveHandler(async (artifacts) => {
+        saved = artifacts;
+        return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
+      }),
+    );
+    // The graph as op-set 1 wrote it: every exit re-read the earlier exits' logits and halts.
+    const graph = structuredClone(saved!.modelTopology) as Graph;
+    graph.opsets['early-exit'] = 1;
+    const exits = describeExits(graph);
+    for (const node of graph.nodes.filter((n) => n.op === 'early-exit.Exit')) {
+      const earlier = exits.filter((e) => e.index < (node.attrs.index as number));
+      const carried = [...earlier.map((e) => e.logits), ...earlier.map((e) => e.halt!)];
+      node.attrs.carried = carried;
+      node.inputs.push(...carried);
+    }
+    expect(graph.nodes.find((n) => n.name === 'exit2')!.inputs).toEqual([
+      'd3/features',
+      'exit1/state',
+      'exit0',
+      'exit1',
+      'halt0',
+      'halt1',
+    ]);
+    const old = await loadModel(runtime, tf.io.fromMemory({ ...saved!, modelTopology: graph }));
+    const x = seededUniform([6, 6], { seed: 8 });
+    const options = exitRunOptions({ criterion: 'maxProb', thresholds: 0.3 });
+    const [a, b] = [await model.run(x, { options }), await old.run(x, { options })];
+    expect(new Set(a.report!.servedBy.logits).size, 'rows leave at several exits').toBeGreaterThan(1);
+    expect(b.report!.servedBy).toEqual(a.report!.servedBy);
+    for (const name of Object.keys(a.outputs)) await expectIdentical(b.outputs[name]!, a.outputs[name]!);
+    tf.dispose([x, ...Object.values(a.outputs), ...Object.values(b.outputs)]);
+    old.dispose();
     model.dispose();
   });
 
@@ -210,8 +247,9 @@ describeEachBackend('early-exit.insert-exits', () => {
       [{ at: ['b1'], head: 'tree' }, /'head' is "tree"/],
       [
         { at: ['b1'], head: 'conv' },
-        /node 'b1' outputs float32\[batch, 3\]; head 'conv' reads float32 \[batch, h, w, c\]/,
+        /node 'b1' outputs float32\[batch, 3\]; head 'conv' answering for 'logits' reads a float32 \[batch, h, w, c\]/,
       ],
+      [{ at: ['b1'], sharedNorm: 'norm' }, /'sharedNorm' normalises the features of shared heads/],
     ];
     for (const [options, message] of bad) {
       let error: unknown;

@@ -3,6 +3,7 @@ import {
   addTensor,
   BATCH,
   createRuntime,
+  type Dim,
   DynnError,
   definePass,
   definePlugin,
@@ -17,7 +18,13 @@ import {
   validateGraph,
 } from '@dynn/core';
 import { EARLY_EXIT_PLUGIN, EXIT_OP, type ExitAttrs, type ExitOutputActivation, exitOp } from './exit.js';
-import { EXIT_HEADS, type ExitHeadKind, exitFeatures } from './exit-head.js';
+import {
+  EXIT_HEADS,
+  type ExitHeadKind,
+  type ExitPositions,
+  exitFeatures,
+  exitRowsShape,
+} from './exit-head.js';
 
 /** Options of the `early-exit.insert-exits` pass. Give `at` or `every`. */
 export interface InsertExitsOptions {
@@ -38,8 +45,18 @@ export interface InsertExitsOptions {
   hidden?: number;
   /** Filters of `conv` heads (default 16). */
   convFilters?: number;
-  /** Tensor group of `shared` heads (default `head`). */
+  /**
+   * Tensor group of `shared` heads (default `head`): `<sharedHead>/kernel`, `<sharedHead>/bias`.
+   * Name the network's output `core.Dense` node here and every exit shares its tensors: one
+   * output head for all exits (Sorted LLaMA, LayerSkip).
+   */
   sharedHead?: string;
+  /**
+   * A `core.LayerNorm` node (default attributes) whose `gamma` and `beta` `shared` heads apply
+   * before the head, as the network's final norm does before its output head (LayerSkip shares
+   * both). Only with `head: 'shared'`.
+   */
+  sharedNorm?: string;
   /** Adds a learned halting head to every exit (default false). */
   halting?: boolean;
   /** The graph output the exits answer for (default: the graph's first output). */
@@ -70,15 +87,26 @@ function activationOf(producer: GraphNode | undefined): ExitOutputActivation {
   return softmax ? 'softmax' : 'linear';
 }
 
-/** Features an exit with `head` can read: batch-major, as {@link exitFeatures} accepts them. */
-function exitable(info: ValueInfo | undefined, head: ExitHeadKind): boolean {
+/**
+ * Features an exit with `head` can read: batch-major, as {@link exitFeatures} accepts them; for a
+ * per-position output `[batch, time, classes]`, a sequence of that length.
+ */
+function exitable(info: ValueInfo | undefined, head: ExitHeadKind, output: ValueInfo): boolean {
   if (info === undefined || info.shape[0] !== BATCH) return false;
   try {
-    exitFeatures(info, head);
-    return true;
+    const { layout } = exitFeatures(info, head);
+    return output.shape.length === 2 || (layout === 'sequence' && info.shape[1] === output.shape[1]);
   } catch {
     return false;
   }
+}
+
+/** What features an exit reads, for an error message. */
+function readable(head: ExitHeadKind, output: ValueInfo): string {
+  if (output.shape.length === 3) return `a float32 sequence [batch, ${output.shape[1]}, d]`;
+  return head === 'conv'
+    ? 'a float32 [batch, h, w, c]'
+    : 'float32 [batch, d], [batch, time, d] or [batch, h, w, c]';
 }
 
 /** Indices of the nodes the value `output` depends on. */
@@ -119,9 +147,10 @@ function attachPoints(
   runtime: Runtime,
   values: Map<string, ValueInfo>,
   options: InsertExitsOptions,
-  output: string,
+  outputInfo: ValueInfo,
 ): number[] {
   const head = options.head ?? 'linear';
+  const output = outputInfo.name;
   const ancestors = ancestorsOf(graph, output);
   const producer = graph.nodes.findIndex((node) => node.outputs.includes(output));
   if (options.at !== undefined) {
@@ -132,9 +161,9 @@ function attachPoints(
       if (node.outputs.length !== 1)
         throw invalid(`node '${name}' has ${node.outputs.length} outputs; an exit needs one.`);
       const info = values.get(node.outputs[0]!);
-      if (!exitable(info, head)) {
+      if (!exitable(info, head, outputInfo)) {
         throw invalid(
-          `node '${name}' outputs ${info?.dtype}[${info?.shape.join(', ')}]; ${head === 'conv' ? "head 'conv' reads" : 'an exit reads'} float32 ${head === 'conv' ? '' : '[batch, d] or '}[batch, h, w, c].`,
+          `node '${name}' outputs ${info?.dtype}[${info?.shape.join(', ')}]; ${head === 'conv' ? "head 'conv'" : 'an exit'} answering for '${output}' reads ${readable(head, outputInfo)}.`,
         );
       }
       if (!ancestors.has(i) || i === producer) {
@@ -164,7 +193,10 @@ function attachPoints(
   // Counting parametrised nodes, the last one is the classifier: no exit after it.
   const limit = options.ops === undefined ? (counted.at(-1) ?? producer) : producer;
   const candidates = [...chainPoints(graph)]
-    .filter((i) => i < limit && ancestors.has(i) && exitable(values.get(graph.nodes[i]!.outputs[0]!), head))
+    .filter(
+      (i) =>
+        i < limit && ancestors.has(i) && exitable(values.get(graph.nodes[i]!.outputs[0]!), head, outputInfo),
+    )
     .sort((a, b) => a - b);
   const chosen = new Set<number>();
   for (let j = every; j <= counted.length; j += every) {
@@ -177,8 +209,8 @@ function attachPoints(
   return [...chosen].sort((a, b) => a - b);
 }
 
-/** The runtime of the rewritten graph: the given plugins plus the exit op. */
-function runtimeWithExits(runtime: Runtime): Runtime {
+/** The runtime of a graph with exits: the given plugins plus the exit op. */
+export function runtimeWithExits(runtime: Runtime): Runtime {
   const exits: Plugin = definePlugin({ ...EARLY_EXIT_PLUGIN, ops: [exitOp] });
   const others = runtime.plugins.filter((p) => p.domain !== 'core' && p.domain !== EARLY_EXIT_PLUGIN.domain);
   return createRuntime({ plugins: [...others, exits] });
@@ -190,6 +222,12 @@ function runtimeWithExits(runtime: Runtime): Runtime {
  * reader needs rewiring and, with criterion `none`, every output equals the original's exactly.
  * Successive exits chain their patience state; each exit's logits become a graph output `exit<k>`
  * (and, with `halting`, its halting probability `halt<k>`), after the original outputs.
+ *
+ * The output the exits answer for is `[batch, classes]`, or `[batch, time, classes]` for a
+ * sequence model trained on every position (exits then read `[batch, time, d]` features of the
+ * same length, with `positions: 'all'`; `lastPositionExits` turns such a graph into the one that
+ * serves, one prediction per row). Exits reading a sequence for a `[batch, classes]` output
+ * answer from its last position (`positions: 'last'`).
  */
 export function insertExits(graph: Graph, options: InsertExitsOptions): Graph {
   if ((options.at === undefined) === (options.every === undefined)) {
@@ -211,16 +249,19 @@ export function insertExits(graph: Graph, options: InsertExitsOptions): Graph {
   if (outputInfo === undefined) {
     throw invalid(`no graph output '${output}'. Outputs: ${graph.outputs.map((o) => o.name).join(', ')}.`);
   }
-  const classes = outputInfo.shape[1];
-  if (outputInfo.shape.length !== 2 || typeof classes !== 'number') {
+  const classes = outputInfo.shape.at(-1);
+  if ((outputInfo.shape.length !== 2 && outputInfo.shape.length !== 3) || typeof classes !== 'number') {
     throw invalid(
-      `exits answer for a [batch, classes] output; '${output}' is [${outputInfo.shape.join(', ')}].`,
+      `exits answer for a [batch, classes] or a per-position [batch, time, classes] output; '${output}' is [${outputInfo.shape.join(', ')}].`,
     );
   }
   if (options.classes !== undefined && options.classes !== classes) {
     throw invalid(`'classes' is ${options.classes} but output '${output}' has ${classes}.`);
   }
-  const points = attachPoints(graph, runtime, values, options, output);
+  if (options.sharedNorm !== undefined && options.head !== 'shared') {
+    throw invalid(`'sharedNorm' normalises the features of shared heads; give head: 'shared'.`);
+  }
+  const points = attachPoints(graph, runtime, values, options, outputInfo);
   if (points.length === 0)
     throw invalid(`no place for an exit before '${output}' with every=${options.every}.`);
 
@@ -243,6 +284,8 @@ export function insertExits(graph: Graph, options: InsertExitsOptions): Graph {
   const nodes: GraphNode[] = [];
   const params: TensorInfo[] = graph.params.map((t) => ({ ...t }));
   const outputs: ValueInfo[] = graph.outputs.map((o) => ({ ...o, shape: [...o.shape] }));
+  // The leading axes of each exit's outputs: [batch], or [batch, time] for every position.
+  const rows = new Map<number, Dim[]>();
   let next = 0;
   graph.nodes.forEach((node, position) => {
     const exit = exits[next];
@@ -253,44 +296,44 @@ export function insertExits(graph: Graph, options: InsertExitsOptions): Graph {
     next++;
     const passThrough = node.outputs[0]!;
     const later = exits.slice(exit.index);
-    // Earlier exits' outputs ride along, so rows leaving here keep the values computed for them.
-    const earlier = exits.slice(0, exit.index);
-    const carried = [...earlier.map((e) => e.logits), ...(options.halting ? earlier.map((e) => e.halt) : [])];
-    const attrs: Omit<ExitAttrs, 'classes' | 'outputActivation'> & Attrs = {
+    const features = { ...values.get(passThrough)!, name: exit.features };
+    // A per-position output is trained with logits for every position; a [batch, classes] output
+    // read from a sequence answers from its last position.
+    const positions: ExitPositions =
+      outputInfo.shape.length === 2 && features.shape.length === 3 ? 'last' : 'all';
+    // Rows leaving here give their logits to this and every later exit's output, which they
+    // never reach; the executor keeps the earlier exits' outputs it computed for them.
+    const attrs: Omit<ExitAttrs, 'classes' | 'outputActivation' | 'carried'> & Attrs = {
       head: options.head ?? 'linear',
       hidden: options.hidden ?? 64,
       convFilters: options.convFilters ?? 16,
       sharedHead: options.sharedHead ?? 'head',
+      sharedNorm: options.sharedNorm ?? '',
+      positions,
       output,
       exitOutputs: later.map((e) => e.logits),
       haltOutputs: options.halting ? later.map((e) => e.halt) : [],
-      carried,
       index: exit.index,
       halting: options.halting ?? false,
     };
     const exitNode: GraphNode = {
       name: exit.node,
       op: EXIT_OP,
-      inputs: exit.index === 0 ? [exit.features] : [exit.features, exits[exit.index - 1]!.state, ...carried],
+      inputs: exit.index === 0 ? [exit.features] : [exit.features, exits[exit.index - 1]!.state],
       outputs: [passThrough, exit.logits, exit.state, exit.halt],
       attrs: { ...attrs, classes, outputActivation: activationOf(producer) },
     };
     nodes.push({ ...node, inputs: [...node.inputs], outputs: [exit.features] });
     nodes.push(exitNode);
-    const features = { ...values.get(passThrough)!, name: exit.features };
 
     // Parameters depend on the features only.
     for (const t of nodeTensorSpecs(exitRuntime, exitNode, [features]).params) addTensor(params, t.info);
-    const batch = values.get(passThrough)!.shape[0]!;
-    outputs.push({ name: exit.logits, dtype: 'float32', shape: [batch, classes] });
+    rows.set(exit.index, exitRowsShape(features.shape, positions));
+    outputs.push({ name: exit.logits, dtype: 'float32', shape: [...rows.get(exit.index)!, classes] });
   });
   if (options.halting) {
     for (const exit of exits)
-      outputs.push({
-        name: exit.halt,
-        dtype: 'float32',
-        shape: [values.get(graph.nodes[exit.position]!.outputs[0]!)!.shape[0]!, 1],
-      });
+      outputs.push({ name: exit.halt, dtype: 'float32', shape: [...rows.get(exit.index)!, 1] });
   }
   const result: Graph = {
     ...graph,

@@ -95,3 +95,42 @@ export function softmax(logits: readonly number[]): number[] {
 export function argMax(values: readonly number[]): number {
   return values.indexOf(Math.max(...values));
 }
+
+/** Vocabulary, window length and width of {@link sequenceGraph}. */
+export const SEQUENCE = { vocab: 5, time: 4, width: 4 } as const;
+
+/**
+ * A tiny causal language model: token ids `[batch, 4]` over 5 symbols, embedding and position
+ * embedding (`pos`), an attention block `block1`, two residual MLP blocks `block2` and `block3`,
+ * a final layer norm `norm` and the output head `head`: logits for every position, `[batch, 4, 5]`.
+ */
+export function sequenceGraph(): Graph {
+  const { vocab, time, width } = SEQUENCE;
+  const b = new GraphBuilder(runtime);
+  const ids = b.input('tokens', 'int32', ['batch', time]);
+  const embedded = b.add('core.Embedding', ids, { inputDim: vocab, outputDim: width }, { name: 'embed' });
+  let h = b.add('core.PositionEmbedding', embedded, { maxLength: time }, { name: 'pos' });
+  const attended = b.add(
+    'core.MultiHeadAttention',
+    [h, h],
+    { numHeads: 2, keyDim: 2, causal: true },
+    { name: 'attn' },
+  );
+  h = b.add('core.Add', [h, attended], {}, { name: 'block1' });
+  for (const k of [2, 3]) {
+    const mlp = b.add('core.Dense', h, { units: width, activation: 'relu' }, { name: `mlp${k}` });
+    h = b.add('core.Add', [h, mlp], {}, { name: `block${k}` });
+  }
+  const normalised = b.add('core.LayerNorm', h, {}, { name: 'norm' });
+  return b.build({ logits: b.add('core.Dense', normalised, { units: vocab }, { name: 'head' }) });
+}
+
+/** {@link sequenceGraph} with exits after `block1` and `block2` sharing its norm and output head. */
+export function sequenceExitsGraph(): Graph {
+  return insertExits(sequenceGraph(), {
+    at: ['block1', 'block2'],
+    head: 'shared',
+    sharedHead: 'head',
+    sharedNorm: 'norm',
+  });
+}

@@ -105,6 +105,26 @@ describeEachBackend('multiExitObjective', () => {
     tf.dispose([loss, labels, ...Object.values(outs)]);
   });
 
+  it('counts every position of per-position outputs [batch, time, classes] as a row', async () => {
+    // The two rows above as one sequence of two positions, labels [batch, time].
+    const rows = outputs();
+    const outs = Object.fromEntries(
+      Object.entries(rows).map(([name, t]) => [name, tf.reshape(t, [1, 2, t.shape[1]!])]),
+    );
+    const labels = tf.tensor2d([LABELS], [1, 2], 'int32');
+    const [t, alpha] = [2, 0.3];
+    const loss = multiExitObjective({ distillation: { temperature: t, alpha } })(outs, { logits: labels });
+    const exitLoss = (exit: number[][]) => (1 - alpha) * crossEntropy(exit) + alpha * t * t * kl(exit, t);
+    const expected =
+      exitLoss(EXIT0) +
+      exitLoss(EXIT1) +
+      crossEntropy(FINAL) +
+      haltingLoss(EXIT0, HALT0) +
+      haltingLoss(EXIT1, HALT1);
+    await expectClose(loss, expected);
+    tf.dispose([loss, labels, ...Object.values(outs), ...Object.values(rows)]);
+  });
+
   it('treats the final output as a fixed teacher', async () => {
     const outs = outputs();
     const labels = tf.tensor1d(LABELS, 'int32');

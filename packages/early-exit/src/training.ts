@@ -72,7 +72,9 @@ function crossEntropy(logProbs: tf.Tensor, oneHot: tf.Tensor): tf.Scalar {
  *
  * where the final output's logits are a fixed teacher (no gradient flows into them from the KL
  * term), α = 0 without `distillation`, and `target_k` is 1 when exit k's arg-max equals the final
- * output's (or the label's, see `haltingTarget`). Labels are sparse class ids.
+ * output's (or the label's, see `haltingTarget`). Labels are sparse class ids: `[batch]` for
+ * `[batch, classes]` outputs, `[batch, time]` for per-position outputs `[batch, time, classes]`
+ * (a language model trained on every position; exits with `positions: 'all'`).
  *
  * @example
  * ```ts
@@ -129,14 +131,19 @@ export function multiExitObjective(options: MultiExitObjectiveOptions = {}): Obj
       );
     }
     return tf.tidy(() => {
+      // Per-position outputs [batch, time, classes] with labels [batch, time] count every
+      // position as a row: each predicts its own label.
       const classes = final.shape[final.rank - 1]!;
+      const rows = (t: tf.Tensor) => tf.reshape(t, [-1, classes]);
       const oneHot = tf.oneHot(tf.cast(tf.reshape(labels, [-1]), 'int32'), classes);
       const finalLogProbs =
-        options.fromLogits === false ? tf.log(tf.clipByValue(final, 1e-7, 1)) : tf.logSoftmax(final);
+        options.fromLogits === false
+          ? tf.log(tf.clipByValue(rows(final), 1e-7, 1))
+          : tf.logSoftmax(rows(final));
       let total = tf.mul(crossEntropy(finalLogProbs, oneHot), weights[exitNames.length]!) as tf.Scalar;
       const teacher = alpha > 0 ? tf.softmax(tf.div(stopGradient(finalLogProbs), temperature)) : undefined;
       exitNames.forEach((name, k) => {
-        const logits = outputs[name]!;
+        const logits = rows(outputs[name]!);
         let loss = crossEntropy(tf.logSoftmax(logits), oneHot);
         if (teacher !== undefined) {
           const student = tf.logSoftmax(tf.div(logits, temperature));
@@ -148,9 +155,9 @@ export function multiExitObjective(options: MultiExitObjectiveOptions = {}): Obj
         total = tf.add(total, tf.mul(loss, weights[k]!)) as tf.Scalar;
       });
       if (halting.length > 0 && haltingWeight > 0) {
-        const reference = options.haltingTarget === 'label' ? oneHot : final;
+        const reference = options.haltingTarget === 'label' ? oneHot : rows(final);
         for (const [logits, halt] of halting) {
-          const target = sameArgMax(outputs[logits]!, reference);
+          const target = sameArgMax(rows(outputs[logits]!), reference);
           const p = tf.clipByValue(tf.reshape(outputs[halt]!, [-1]), 1e-7, 1 - 1e-7);
           const bce = tf.neg(
             tf.mean(tf.add(tf.mul(target, tf.log(p)), tf.mul(tf.sub(1, target), tf.log(tf.sub(1, p))))),

@@ -2,6 +2,8 @@ import type { OpDef } from '../../op.js';
 import { gruCell } from './gru-cell.js';
 import { lstmCell } from './lstm-cell.js';
 import { multiHeadAttention } from './multi-head-attention.js';
+import { positionEmbedding } from './position-embedding.js';
+import { timeStep } from './time-step.js';
 
 export { batchMatMul } from './batched-matmul.js';
 export type { GruCellAttrs } from './gru-cell.js';
@@ -10,7 +12,11 @@ export type { LstmCellAttrs } from './lstm-cell.js';
 export { lstmCell } from './lstm-cell.js';
 export type { MultiHeadAttentionAttrs } from './multi-head-attention.js';
 export { multiHeadAttention } from './multi-head-attention.js';
+export type { PositionEmbeddingAttrs } from './position-embedding.js';
+export { positionEmbedding } from './position-embedding.js';
+export type { TimeStepAttrs } from './time-step.js';
+export { timeStep } from './time-step.js';
 
-/** The sequence ops of the `core` domain: attention and recurrent cells. */
+/** The sequence ops of the `core` domain: attention, recurrent cells, positions. */
 // biome-ignore lint/suspicious/noExplicitAny: ops of every attribute type.
-export const sequenceOps: OpDef<any>[] = [multiHeadAttention, gruCell, lstmCell];
+export const sequenceOps: OpDef<any>[] = [multiHeadAttention, gruCell, lstmCell, positionEmbedding, timeStep];
