@@ -42,6 +42,7 @@ export class GraphBuilder {
   private readonly state: TensorInfo[] = [];
   private readonly counters = new Map<string, number>();
 
+  /** Starts an empty graph whose nodes may use the ops of `runtime`. */
   constructor(runtime: Runtime) {
     this.runtime = runtime;
   }

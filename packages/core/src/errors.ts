@@ -36,6 +36,7 @@ export class DynnError extends Error {
   /** The node, op or file the error concerns, when known. */
   readonly context: DynnErrorContext;
 
+  /** An error of kind `code`; `message` says what is wrong and how to fix it. */
   constructor(code: DynnErrorCode, message: string, context: DynnErrorContext = {}) {
     super(message);
     this.name = 'DynnError';

@@ -1,3 +1,9 @@
+/**
+ * `@dynn/core`: the graph IR and its builder, ops, passes and plugins, the dynamic executor
+ * with row sets and compute reports, training, model files, Keras import and backends.
+ *
+ * @packageDocumentation
+ */
 export type { BackendName, UseBackendOptions } from './backend.js';
 export { activeBackend, BACKEND_NAMES, useBackend } from './backend.js';
 export type { AddOptions } from './builder.js';

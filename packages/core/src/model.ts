@@ -21,10 +21,15 @@ export interface CreateModelOptions {
 
 /** Static cost of one node at a given batch size, as `dynn inspect` prints it. */
 export interface NodeCost {
+  /** The node's name. */
   name: string;
+  /** The node's op type. */
   op: string;
+  /** Shape of its first output at that batch size. */
   outputShape: number[];
+  /** Trainable parameter elements it declares. */
   params: number;
+  /** FLOPs of one run of the node on every row. */
   flops: number;
 }
 

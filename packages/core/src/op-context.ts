@@ -5,27 +5,39 @@ import { createRng, type Rng, seedFor } from './random.js';
 
 /** An auxiliary loss added by a node during a run. */
 export interface AuxLoss {
+  /** The node that added it. */
   node: string;
+  /** Its name within the node (`aux` unless the op named it). */
   name: string;
+  /** The scalar loss. */
   value: tf.Scalar;
 }
 
 /** What a node asked for besides its outputs: losses, state updates, report statistics. */
 export interface OpSideEffects {
+  /** Auxiliary losses added with `addLoss`. */
   losses: AuxLoss[];
   /** New state values by local name (owned by the collector until applied or disposed). */
   stateUpdates: Map<string, tf.Tensor>;
+  /** Statistics recorded with `record`, by key. */
   records: Record<string, unknown>;
 }
 
 /** Everything needed to build the context an op's forward sees. */
 export interface OpContextInit<A extends Attrs> {
+  /** The node being run. */
   node: GraphNode;
+  /** Its attributes, defaults filled in. */
   attrs: A;
+  /** Its parameters by local name. */
   params: Record<string, tf.Tensor>;
+  /** Its state tensors by local name. */
   state: Record<string, tf.Tensor>;
+  /** Whether the op runs in training mode. */
   training: boolean;
+  /** The run options. */
   options: RunOptions;
+  /** The rows of the original batch this call computes. */
   rows: RowSet;
   /** Per input, whether it needs a gradient (default: none). */
   inputGradients?: readonly boolean[];
@@ -39,7 +51,12 @@ export interface OpContextInit<A extends Attrs> {
  */
 export function createOpContext<A extends Attrs>(
   init: OpContextInit<A>,
-): { context: OpContext<A>; effects: OpSideEffects } {
+): {
+  /** The context to pass to the op's forward. */
+  context: OpContext<A>;
+  /** What the forward asked for through the context, filled in as it runs. */
+  effects: OpSideEffects;
+} {
   const effects: OpSideEffects = { losses: [], stateUpdates: new Map(), records: {} };
   let rng: Rng | undefined;
   const context: OpContext<A> = {

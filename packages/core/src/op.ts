@@ -18,13 +18,15 @@ export type AttrKind =
 
 /** Schema of one attribute. An attribute without `default` is required. */
 export interface AttrSpec {
+  /** What kind of value the attribute holds. */
   kind: AttrKind;
   /** Allowed values of an `enum`. */
   values?: readonly string[];
   /** Value used when the node omits the attribute. `undefined` makes it required. */
   default?: AttrValue;
-  /** Inclusive bounds for numbers (and for each element of `ints` / `floats`). */
+  /** Inclusive lower bound for numbers (and for each element of `ints` / `floats`). */
   min?: number;
+  /** Inclusive upper bound for numbers (and for each element of `ints` / `floats`). */
   max?: number;
   /** One line on what the attribute means (shown by `dynn inspect` and the docs). */
   doc?: string;
@@ -35,9 +37,13 @@ export type AttrSchema = Record<string, AttrSpec>;
 
 /** A parameter or state tensor an op asks for, named locally (`kernel`, `bias`, `movingMean`). */
 export interface ParamSpec {
+  /** Local name, as the op reads it from `ctx.params` / `ctx.state`. */
   name: string;
+  /** Concrete dimensions. */
   shape: number[];
+  /** Element type (default `float32`). */
   dtype?: DType;
+  /** How the tensor is initialised when a model is created. */
   init: Initializer;
   /**
    * Graph-level name of a tensor several nodes share (one output head for every exit, tied
@@ -48,7 +54,9 @@ export interface ParamSpec {
 
 /** Shape and dtype of one output, as computed by an op's `inferShape`. */
 export interface OutputInfo {
+  /** Dimensions, numbers or symbolic names (`'batch'`). */
   shape: Dim[];
+  /** Element type. */
   dtype: DType;
 }
 
@@ -66,12 +74,15 @@ export interface RowSet {
  * final values of those rows (first dimension = `rows.length`).
  */
 export interface Retirement {
+  /** Ascending positions, in the op's current inputs, of the rows that stop here. */
   rows: Int32Array;
+  /** Final values of those rows for graph outputs, by output name. The executor takes ownership. */
   outputs: Record<string, tf.Tensor>;
 }
 
 /** What an op's forward may return beyond plain outputs. */
 export interface OpResult {
+  /** The op's outputs, for every row it was given (retiring rows included). */
   outputs: tf.Tensor[];
   /** Rows that stop here; every later node computes only on the others. Inference only. */
   retire?: Retirement;
@@ -120,9 +131,15 @@ export interface OpDef<A extends Attrs = Attrs> {
   version: number;
   /** One sentence on what the op computes. */
   description: string;
+  /** Attribute schema, by attribute name (`{}` for none). */
   attrs: AttrSchema;
   /** How many inputs the op takes (`max` omitted: exactly `min`; `Infinity`: variadic). */
-  inputs: { min: number; max?: number };
+  inputs: {
+    /** The fewest inputs. */
+    min: number;
+    /** The most inputs (default `min`). */
+    max?: number;
+  };
   /** How many outputs the op produces (default 1). */
   outputs?: number;
   /** Trainable parameters, from the attributes and the input shapes. */

@@ -6,7 +6,9 @@ import type { OpDef } from './op.js';
 export interface PassDef<O = Record<string, unknown>> {
   /** Unique name, e.g. `early-exit.insert-exits`. */
   name: string;
+  /** One sentence on what the pass does. */
   description: string;
+  /** Returns the transformed graph; never mutates `graph`. */
   run(graph: Graph, options: O): Graph;
 }
 
@@ -18,8 +20,10 @@ export interface Plugin {
   domain: string;
   /** Op-set version of the domain; graphs record it and refuse to run on an older one. */
   opset: number;
+  /** The ops it provides, all in its domain. */
   // biome-ignore lint/suspicious/noExplicitAny: a plugin holds ops with many attribute types.
   ops: readonly OpDef<any>[];
+  /** The passes it provides, run with `runtime.pass(name)`. */
   // biome-ignore lint/suspicious/noExplicitAny: a plugin holds passes with many option types.
   passes?: readonly PassDef<any>[];
 }

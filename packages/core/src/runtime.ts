@@ -12,6 +12,7 @@ export interface RuntimeOptions {
 
 /** The ops and passes available to run, load and transform graphs. Immutable once created. */
 export interface Runtime {
+  /** The plugins it was built from, the core plugin first. */
   readonly plugins: readonly Plugin[];
   /** The op definition for `type`; throws `UNKNOWN_OP` naming the package to add. */
   // biome-ignore lint/suspicious/noExplicitAny: ops of every attribute type.

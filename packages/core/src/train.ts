@@ -10,17 +10,23 @@ import { createRng, shuffledIndices } from './random.js';
 
 /** Inputs and targets of a data set: a tensor, or tensors by graph input / output name. */
 export interface Dataset {
+  /** Inputs: a tensor for a single-input graph, or tensors by graph input name. */
   x: TensorOrMap;
+  /** Targets: a tensor for the loss's output, or tensors by graph output name. */
   y: TensorOrMap;
 }
 
 /** Metrics of one epoch, as passed to `onEpochEnd` and kept in {@link History}. */
 export interface EpochLogs {
+  /** The epoch, 0-based. */
   epoch: number;
+  /** Mean training loss over the epoch's rows. */
   loss: number;
   /** Fraction of rows classified right (classification losses only). */
   accuracy?: number;
+  /** Loss on `validationData`, when given. */
   valLoss?: number;
+  /** Accuracy on `validationData` (classification losses only). */
   valAccuracy?: number;
   /** Wall-clock seconds the epoch took. */
   seconds: number;
@@ -28,11 +34,15 @@ export interface EpochLogs {
 
 /** Hooks called during {@link fit}; each may be async. */
 export interface FitCallbacks {
+  /** Before the first epoch. */
   onTrainBegin?(): void | Promise<void>;
+  /** Before each epoch (0-based). */
   onEpochBegin?(epoch: number): void | Promise<void>;
   /** After every step: `batch` counts steps within the epoch, `of` is the epoch's step count. */
   onBatchEnd?(batch: number, logs: { loss: number; of: number; epoch: number }): void | Promise<void>;
+  /** After each epoch, with its metrics (validation included). */
   onEpochEnd?(epoch: number, logs: EpochLogs): void | Promise<void>;
+  /** After the last epoch, with every epoch's metrics. */
   onTrainEnd?(history: History): void | Promise<void>;
 }
 
@@ -46,7 +56,9 @@ export type Objective =
 
 /** Options for {@link fit}. */
 export interface FitOptions {
+  /** Passes over the data (default 1). */
   epochs?: number;
+  /** Rows per step (default 32). */
   batchSize?: number;
   /** A tfjs optimizer (default `tf.train.adam(1e-3)`). */
   optimizer?: tf.Optimizer;
@@ -58,6 +70,7 @@ export interface FitOptions {
   output?: string;
   /** Weight of the ops' auxiliary losses in the objective (default 1). */
   auxLossWeight?: number;
+  /** Data evaluated after each epoch through the inference executor, reported as `valLoss` / `valAccuracy`. */
   validationData?: Dataset;
   /** Shuffle rows each epoch (default true), seeded by `seed`. */
   shuffle?: boolean;
@@ -71,6 +84,7 @@ export interface FitOptions {
   trainable?: (paramName: string) => boolean;
   /** Run options the ops see during training. */
   options?: RunOptions;
+  /** Hooks called as training progresses (progress bars, early stopping, logging). */
   callbacks?: FitCallbacks;
   /**
    * Learning rate per step (0-based) of `totalSteps`, set on the optimizer before each step: a
@@ -94,14 +108,19 @@ export function cosineDecay(initial: number, final = 0): (step: number, totalSte
 
 /** What {@link fit} returns. */
 export interface History {
+  /** Metrics of each epoch, in order. */
   epochs: EpochLogs[];
 }
 
 /** Options for {@link evaluate}. */
 export interface EvaluateOptions {
+  /** Rows per run (default 256). */
   batchSize?: number;
+  /** The loss measured (default `'sparseCategoricalCrossentropy'`). */
   loss?: LossName;
+  /** Whether a cross-entropy reads logits (default true). */
   fromLogits?: boolean;
+  /** Graph output measured (default: the first). */
   output?: string;
   /** Run options the ops see (e.g. exit thresholds). */
   options?: RunOptions;
@@ -151,6 +170,7 @@ export type TrainerOptions = Pick<
 
 /** What one training step measured. */
 export interface StepResult {
+  /** The step's loss, auxiliary losses included. */
   loss: number;
   /** Rows classified right in this batch (classification losses only). */
   correct?: number;
@@ -175,6 +195,7 @@ export class Trainer {
   /** True when the objective is a classification loss (accuracy is counted). */
   readonly classifies: boolean;
 
+  /** A trainer for `model`; without an `optimizer` it creates (and owns) an Adam with rate 1e-3. */
   constructor(model: Model, options: TrainerOptions = {}) {
     const outputNames = model.graph.outputs.map((o) => o.name);
     this.model = model;
@@ -374,7 +395,12 @@ export async function evaluate(
   model: Model,
   data: Dataset,
   options: EvaluateOptions = {},
-): Promise<{ loss: number; accuracy?: number }> {
+): Promise<{
+  /** Mean loss over the rows. */
+  loss: number;
+  /** Fraction of rows classified right (classification losses only). */
+  accuracy?: number;
+}> {
   const batchSize = options.batchSize ?? 256;
   checkPositiveInt(batchSize, 'batchSize');
   const name = options.loss ?? 'sparseCategoricalCrossentropy';

@@ -6,7 +6,9 @@ import { inferShapes } from './shape-inference.js';
 
 /** One tensor a node uses: its local name in the op and its declaration in the graph. */
 export interface NodeTensor {
+  /** The name the op uses (`kernel`). */
   local: string;
+  /** The graph's declaration (`dense1/kernel`, or the shared name). */
   info: TensorInfo;
 }
 
@@ -18,7 +20,12 @@ export function nodeTensorSpecs(
   runtime: Runtime,
   node: GraphNode,
   inputs: readonly ValueInfo[],
-): { params: NodeTensor[]; state: NodeTensor[] } {
+): {
+  /** Trainable parameters. */
+  params: NodeTensor[];
+  /** Non-trainable state. */
+  state: NodeTensor[];
+} {
   const def = runtime.op(node.op, node.name);
   const attrs = resolveAttrs(def, node.attrs, node.name);
   const named = (specs: ParamSpec[] | undefined): NodeTensor[] =>

@@ -1,3 +1,9 @@
+/**
+ * `@dynn/datasets`: checksummed loaders for the real data sets bundled with dynn (Fashion-MNIST,
+ * UCI digits, Austen, SNAP temporal graphs, MovieLens), in Node and in the browser.
+ *
+ * @packageDocumentation
+ */
 export type { CharCorpus, CharCorpusTensors } from './austen.js';
 export { loadAusten } from './austen.js';
 export { BITCOIN_OTC_STEP_SECONDS, loadBitcoinOtc } from './bitcoin-otc.js';

@@ -1,3 +1,9 @@
+/**
+ * `@dynn/testing`: vitest helpers for dynn and its plugins: the backend matrix, per-backend
+ * closeness, leak guards, seeded tensors, an op harness and finite-difference gradient checks.
+ *
+ * @packageDocumentation
+ */
 export { activateBackend, describeEachBackend, inBrowser, isGpuBackend, testBackends } from './backends.js';
 export type { CloseOptions } from './closeness.js';
 export { expectClose, toleranceFor } from './closeness.js';

@@ -14,13 +14,19 @@ import { isGpuBackend } from './backends.js';
 
 /** One call of an op, for conformance and gradient tests. */
 export interface OpCase {
+  /** The node's attributes; omitted ones take the op's defaults. */
   attrs?: Attrs;
+  /** Input tensors; the first dimension is the batch. The caller owns them. */
   inputs: tf.Tensor[];
   /** Parameters by local name; missing ones are drawn with {@link opParams}. */
   params?: Record<string, tf.Tensor>;
+  /** State tensors by local name; missing ones are drawn with {@link opParams}. */
   state?: Record<string, tf.Tensor>;
+  /** Run the op in training mode (default false). */
   training?: boolean;
+  /** Run options the op sees (default none). */
   options?: RunOptions;
+  /** Seed of the drawn parameters and of the op's `rng()`. */
   seed?: number;
 }
 
@@ -121,7 +127,12 @@ function checkInferredShapes(def: AnyOp, attrs: Attrs, c: OpCase, outputs: tf.Te
 export async function runOp(
   def: AnyOp,
   c: OpCase,
-): Promise<{ outputs: tf.Tensor[]; effects: OpSideEffects }> {
+): Promise<{
+  /** The op's outputs (of a retiring op, the outputs for every row it was given). */
+  outputs: tf.Tensor[];
+  /** Losses, state updates and records the op asked for. */
+  effects: OpSideEffects;
+}> {
   const attrs = resolveAttrs(def, c.attrs ?? {}, 'test');
   const drawn = c.params || c.state ? {} : opParams(def, attrs, c.inputs, c.seed);
   const { params, state } =

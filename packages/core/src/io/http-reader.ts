@@ -14,6 +14,7 @@ export class HttpReader implements ModelReader {
   readonly url: string;
   private readonly fetchFunction: FetchFunction;
 
+  /** Reads the model whose model.json is at `url`, with `fetchFunction` (default: the global `fetch`). */
   constructor(url: string, fetchFunction?: FetchFunction) {
     this.url = url;
     this.fetchFunction = fetchFunction ?? ((input, init) => globalThis.fetch(input, init));

@@ -1,0 +1,15 @@
+import type { Theme } from 'vitepress';
+import DefaultTheme from 'vitepress/theme';
+import LiveCoreExample from '../../live/LiveCoreExample.vue';
+import LiveEarlyExitExample from '../../live/LiveEarlyExitExample.vue';
+import './custom.css';
+
+// The default theme, plus the live examples as global components so any page of docs/ can use
+// them by name (`<LiveCoreExample />`) without a script block.
+export default {
+  extends: DefaultTheme,
+  enhanceApp({ app }) {
+    app.component('LiveCoreExample', LiveCoreExample);
+    app.component('LiveEarlyExitExample', LiveEarlyExitExample);
+  },
+} satisfies Theme;
