@@ -30,6 +30,23 @@ export function buildProgram(out: (text: string) => void, err: (text: string) =>
     .configureOutput({ writeOut: out, writeErr: err })
     .exitOverride();
 
+  /**
+   * What every bench does with its result: prints the markdown (or the JSON with `--json`) and,
+   * with `--update-docs <file>`, writes the markdown between that bench's markers in the file.
+   */
+  const report = async (
+    opts: { json?: boolean; updateDocs?: string },
+    section: string,
+    markdown: string,
+    result: unknown,
+  ) => {
+    if (opts.updateDocs) {
+      const document = await readFile(opts.updateDocs, 'utf8').catch(() => '# Benchmarks\n');
+      await writeFile(opts.updateDocs, replaceSection(document, section, markdown));
+    }
+    out(opts.json ? `${JSON.stringify(result, null, 2)}\n` : `${markdown}\n`);
+  };
+
   program
     .command('demo')
     .description('train a CNN on Fashion-MNIST, then report accuracy, parameters, FLOPs and throughput')
@@ -142,11 +159,7 @@ export function buildProgram(out: (text: string) => void, err: (text: string) =>
       const result = await runBenchCore({ warmup: opts.warmup, repeats: opts.repeats }, (label) =>
         err(`measuring ${label}\n`),
       );
-      if (opts.updateDocs) {
-        const document = await readFile(opts.updateDocs, 'utf8').catch(() => '# Benchmarks\n');
-        await writeFile(opts.updateDocs, replaceSection(document, 'bench:core', benchCoreMarkdown(result)));
-      }
-      out(opts.json ? `${JSON.stringify(result, null, 2)}\n` : `${benchCoreMarkdown(result)}\n`);
+      await report(opts, 'bench:core', benchCoreMarkdown(result), result);
     });
   bench
     .command('early-exit')
@@ -173,14 +186,7 @@ export function buildProgram(out: (text: string) => void, err: (text: string) =>
           { epochs: opts.epochs, out: opts.out, progress: opts.progress },
           (line) => err(`${line}\n`),
         );
-        if (opts.updateDocs) {
-          const document = await readFile(opts.updateDocs, 'utf8').catch(() => '# Benchmarks\n');
-          await writeFile(
-            opts.updateDocs,
-            replaceSection(document, 'bench:early-exit', benchEarlyExitMarkdown(run)),
-          );
-        }
-        out(opts.json ? `${JSON.stringify(run.result, null, 2)}\n` : `${benchEarlyExitMarkdown(run)}\n`);
+        await report(opts, 'bench:early-exit', benchEarlyExitMarkdown(run), run.result);
       },
     );
 
@@ -215,14 +221,7 @@ export function buildProgram(out: (text: string) => void, err: (text: string) =>
           { steps: opts.steps, testWindows: opts.testWindows, out: opts.out, progress: opts.progress },
           (line) => err(`${line}\n`),
         );
-        if (opts.updateDocs) {
-          const document = await readFile(opts.updateDocs, 'utf8').catch(() => '# Benchmarks\n');
-          await writeFile(
-            opts.updateDocs,
-            replaceSection(document, 'bench:early-exit-text', benchEarlyExitTextMarkdown(run)),
-          );
-        }
-        out(opts.json ? `${JSON.stringify(run.result, null, 2)}\n` : `${benchEarlyExitTextMarkdown(run)}\n`);
+        await report(opts, 'bench:early-exit-text', benchEarlyExitTextMarkdown(run), run.result);
       },
     );
 

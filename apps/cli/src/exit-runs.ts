@@ -7,6 +7,12 @@ export const EARLY_EXIT_THRESHOLDS = [
   0.995, 0.999,
 ] as const;
 
+/**
+ * Self-distillation of the demo's and the bench's exits: each exit also learns the final
+ * classifier's answers softened at temperature 3, half the weight of the labels.
+ */
+export const EXIT_DISTILLATION = { temperature: 3, alpha: 0.5 } as const;
+
 /** Rows per run when measuring and timing over a test set. */
 export const MEASURE_BATCH = 256;
 

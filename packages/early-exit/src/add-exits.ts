@@ -6,7 +6,10 @@ import { type InsertExitsOptions, insertExits } from './insert-exits.js';
 import { earlyExit } from './plugin.js';
 
 /** Options of {@link addExits}: where and which exits go, and the seed of their initial weights. */
-export type AddExitsOptions = Omit<InsertExitsOptions, 'runtime'> & { seed?: number };
+export type AddExitsOptions = Omit<InsertExitsOptions, 'runtime'> & {
+  /** Seed of the new exit heads' initial weights (default: the model's). */
+  seed?: number;
+};
 
 /**
  * A new model: `model`'s graph with exits inserted (see `insertExits`), holding copies of all of

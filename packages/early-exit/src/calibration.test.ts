@@ -1,4 +1,4 @@
-import { isDynnError, type Model } from '@dynn/core';
+import { createModel, createRuntime, isDynnError, type Model } from '@dynn/core';
 import { describeEachBackend, guardLeaks, isGpuBackend } from '@dynn/testing';
 import * as tf from '@tensorflow/tfjs-core';
 import { expect, it } from 'vitest';
@@ -11,7 +11,8 @@ import {
   sweepExits,
 } from './calibration.js';
 import { paretoSvg } from './pareto-svg.js';
-import { argMax, handModel, ROWS } from './test-models.js';
+import { earlyExit } from './plugin.js';
+import { argMax, handModel, ROWS, sequenceExitsGraph } from './test-models.js';
 
 /** 28 rows (ROWS four times); every third row's label is not the final layer's answer. */
 const X = [0, 1, 2, 3].flatMap(() => ROWS);
@@ -147,6 +148,20 @@ describeEachBackend('sweepExits', (backend) => {
     expect(() => pickOperatingPoint(sweep, {} as never)).toThrow(
       /exactly one of maxAccuracyDrop and targetMeanFlops/,
     );
+    tf.dispose([x, y]);
+    model.dispose();
+  });
+
+  it('refuses exits that answer every position of a sequence', async () => {
+    const model = createModel(createRuntime({ plugins: [earlyExit()] }), sequenceExitsGraph());
+    const x = tf.tensor2d([[0, 1, 2, 3]], undefined, 'int32');
+    const y = tf.tensor2d([[1, 2, 3, 4]], undefined, 'int32');
+    const error = await sweepExits(model, { x, y }, { criterion: 'maxProb', thresholds: [0.5] }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(isDynnError(error, 'INVALID_OPTION')).toBe(true);
+    expect((error as Error).message).toMatch(/exit 'exit0' answers every position.*lastPositionModel/);
     tf.dispose([x, y]);
     model.dispose();
   });

@@ -287,6 +287,16 @@ export function paretoFront(points: readonly ParetoPoint[]): ParetoPoint[] {
  */
 export async function sweepExits(model: Model, data: Dataset, options: SweepOptions): Promise<ExitSweep> {
   const exits = exitOutputsOf(model.graph);
+  const perPosition = exits.find(
+    (e) => (model.graph.outputs.find((o) => o.name === e.logits)?.shape.length ?? 2) !== 2,
+  );
+  if (perPosition !== undefined) {
+    throw new DynnError(
+      'INVALID_OPTION',
+      `sweepExits: exit '${perPosition.node}' answers every position of a sequence, but calibration needs one answer per row; sweep the serving model (lastPositionModel) instead.`,
+      { node: perPosition.node },
+    );
+  }
   const { criterion, thresholds } = options;
   if (!['maxProb', 'entropy', 'patience', 'learned'].includes(criterion)) {
     throw new DynnError(
@@ -344,9 +354,15 @@ export async function sweepExits(model: Model, data: Dataset, options: SweepOpti
 /** A constraint for {@link pickOperatingPoint}. */
 export type OperatingConstraint =
   /** The cheapest point losing at most this much accuracy (a fraction: 0.005 = 0.5 pp) against the full network. */
-  | { maxAccuracyDrop: number }
+  | {
+      /** Accuracy the point may lose, a fraction of rows (0.005 = 0.5 pp). */
+      maxAccuracyDrop: number;
+    }
   /** The most accurate point costing at most this many mean FLOPs per row. */
-  | { targetMeanFlops: number };
+  | {
+      /** Mean FLOPs per row the point may cost. */
+      targetMeanFlops: number;
+    };
 
 /**
  * Picks an operating point on a sweep's Pareto front. Throws `INVALID_OPTION` when no point meets

@@ -26,6 +26,16 @@ export const EXIT_HEADS: readonly ExitHeadKind[] = ['linear', 'mlp', 'conv', 'sh
  */
 export type ExitPositions = 'all' | 'last';
 
+/**
+ * How an exit turns an NHWC image into a vector for its head: `mean` averages every position
+ * (global average pooling: cheap, but an early feature map loses most of what it knows), `flatten`
+ * keeps every position (BranchyNet's exits: a larger first layer, much surer early on).
+ */
+export type ExitPooling = 'mean' | 'flatten';
+
+/** Every {@link ExitPooling}. */
+export const EXIT_POOLINGS: readonly ExitPooling[] = ['mean', 'flatten'];
+
 /** The attributes that shape an exit's head. */
 export interface HeadAttrs {
   classes: number;
@@ -36,6 +46,7 @@ export interface HeadAttrs {
   sharedNorm: string;
   halting: boolean;
   positions: ExitPositions;
+  pool: ExitPooling;
 }
 
 /** What an exit reads: features `[batch, d]`, a sequence `[batch, time, d]` or an NHWC image `[batch, h, w, d]`. */
@@ -44,6 +55,8 @@ export interface ExitFeatures {
   features: number;
   /** How the features are laid out. */
   layout: 'vector' | 'sequence' | 'image';
+  /** Positions of an image (height x width; 1 otherwise), when known. */
+  positions: number | undefined;
 }
 
 function formatShape(shape: readonly Dim[]): string {
@@ -53,7 +66,7 @@ function formatShape(shape: readonly Dim[]): string {
 const LAYOUTS: Record<number, ExitFeatures['layout']> = { 2: 'vector', 3: 'sequence', 4: 'image' };
 
 /** Checks an exit's feature input; throws a plain `Error` describing a mismatch. */
-export function exitFeatures(h: ValueInfo, head: ExitHeadKind): ExitFeatures {
+export function exitFeatures(h: ValueInfo, head: ExitHeadKind, pool: ExitPooling = 'mean'): ExitFeatures {
   const rank = h.shape.length;
   const features = h.shape[rank - 1];
   const layout = LAYOUTS[rank];
@@ -66,7 +79,12 @@ export function exitFeatures(h: ValueInfo, head: ExitHeadKind): ExitFeatures {
   if (head === 'conv' && layout !== 'image') {
     throw new Error(`head 'conv' needs an NHWC image [batch, h, w, c], got ${formatShape(h.shape)}`);
   }
-  return { features, layout };
+  const [height, width] = layout === 'image' ? h.shape.slice(1, 3) : [1, 1];
+  const positions = typeof height === 'number' && typeof width === 'number' ? height * width : undefined;
+  if (pool === 'flatten' && layout === 'image' && positions === undefined) {
+    throw new Error(`pool 'flatten' needs an image of known height and width, got ${formatShape(h.shape)}`);
+  }
+  return { features, layout, positions };
 }
 
 /** The leading axes an exit's outputs keep: `[batch, time]` for every position of a sequence, else `[batch]`. */
@@ -100,7 +118,10 @@ const NORM_ATTRS: Attrs = resolveAttrs(layerNormOp, {}, 'exit/norm');
  * `sharedNorm` it first normalises with `<sharedNorm>/gamma` and `<sharedNorm>/beta`, the
  * parameters of a `core.LayerNorm` node named `<sharedNorm>`.
  */
-export function headParams(attrs: HeadAttrs, { features }: ExitFeatures): ParamSpec[] {
+export function headParams(attrs: HeadAttrs, { features, layout, positions }: ExitFeatures): ParamSpec[] {
+  // A flattened image gives its head every position's channels.
+  const spread = attrs.pool === 'flatten' && layout === 'image' ? positions! : 1;
+  const vector = features * spread;
   const dense = (prefix: string, fanIn: number, units: number, shared?: string): ParamSpec[] => {
     const kernel = `${prefix}${prefix ? 'Kernel' : 'kernel'}`;
     const bias = `${prefix}${prefix ? 'Bias' : 'bias'}`;
@@ -122,7 +143,7 @@ export function headParams(attrs: HeadAttrs, { features }: ExitFeatures): ParamS
   const head: ParamSpec[] = (() => {
     switch (attrs.head) {
       case 'linear':
-        return dense('', features, attrs.classes);
+        return dense('', vector, attrs.classes);
       case 'shared': {
         const norm: ParamSpec[] = attrs.sharedNorm
           ? [
@@ -140,10 +161,10 @@ export function headParams(attrs: HeadAttrs, { features }: ExitFeatures): ParamS
               },
             ]
           : [];
-        return [...norm, ...dense('', features, attrs.classes, attrs.sharedHead)];
+        return [...norm, ...dense('', vector, attrs.classes, attrs.sharedHead)];
       }
       case 'mlp':
-        return [...dense('hidden', features, attrs.hidden), ...dense('', attrs.hidden, attrs.classes)];
+        return [...dense('hidden', vector, attrs.hidden), ...dense('', attrs.hidden, attrs.classes)];
       case 'conv': {
         const filters = attrs.convFilters;
         return [
@@ -153,12 +174,12 @@ export function headParams(attrs: HeadAttrs, { features }: ExitFeatures): ParamS
             init: { kind: 'glorotUniform', fanIn: 9 * features, fanOut: 9 * filters },
           },
           { name: 'convBias', shape: [filters], init: { kind: 'zeros' } },
-          ...dense('', filters, attrs.classes),
+          ...dense('', filters * spread, attrs.classes),
         ];
       }
     }
   })();
-  return attrs.halting ? [...head, ...dense('halt', features, 1)] : head;
+  return attrs.halting ? [...head, ...dense('halt', vector, 1)] : head;
 }
 
 /**
@@ -173,12 +194,17 @@ export const stopGradient: (x: tf.Tensor) => tf.Tensor = tf.customGrad(
   }),
 ) as unknown as (x: tf.Tensor) => tf.Tensor;
 
+/** An image `[rows, h, w, c]` as one vector per row: its spatial mean, or every position flattened. */
+function poolImage(h: tf.Tensor, pool: ExitPooling): tf.Tensor {
+  return pool === 'flatten' ? tf.reshape(h, [h.shape[0]!, -1]) : tf.mean(h, [1, 2]);
+}
+
 /**
- * What the heads (except conv) read: an image's spatial mean, a sequence's last position with
+ * What the heads (except conv) read: an image pooled by `pool`, a sequence's last position with
  * `positions: 'last'`, else the features themselves (every position of a sequence).
  */
-function headInput(h: tf.Tensor, positions: ExitPositions): tf.Tensor {
-  if (h.rank === 4) return tf.mean(h, [1, 2]);
+function headInput(h: tf.Tensor, positions: ExitPositions, pool: ExitPooling): tf.Tensor {
+  if (h.rank === 4) return poolImage(h, pool);
   if (h.rank === 3 && positions === 'last') {
     const [rows, time, features] = h.shape as [number, number, number];
     return tf.reshape(tf.slice(h, [0, time - 1, 0], [rows, 1, features]), [rows, features]);
@@ -224,7 +250,7 @@ export function headForward(
   const p = ctx.params;
   return tf.tidy(() => {
     // The conv head pools its own features; the others (and the halting head) read headInput.
-    const features = attrs.head !== 'conv' || attrs.halting ? headInput(h, attrs.positions) : h;
+    const features = attrs.head !== 'conv' || attrs.halting ? headInput(h, attrs.positions, attrs.pool) : h;
     let logits: tf.Tensor;
     switch (attrs.head) {
       case 'linear':
@@ -245,7 +271,7 @@ export function headForward(
       case 'conv': {
         const convParams = { kernel: p.convKernel!, bias: p.convBias! };
         const convolved = coreForward(ctx, conv2dOp, 'conv', convAttrs(attrs.convFilters), convParams, h);
-        logits = linear(tf.mean(convolved, [1, 2]), p.kernel as tf.Tensor2D, p.bias);
+        logits = linear(poolImage(convolved, attrs.pool), p.kernel as tf.Tensor2D, p.bias);
         break;
       }
     }
@@ -269,21 +295,24 @@ export function headFlops(attrs: HeadAttrs, h: readonly number[]): number {
   const features = h[h.length - 1]!;
   const rows = h[0]! * (h.length === 3 && attrs.positions === 'all' ? h[1]! : 1);
   const positions = h.length === 4 ? h[1]! * h[2]! : 1;
-  const pool = h.length === 4 ? rows * positions * features : 0;
+  // Flattening is a reshape (free); a mean adds once per value.
+  const flatten = attrs.pool === 'flatten' && h.length === 4;
+  const pool = h.length === 4 && !flatten ? rows * positions * features : 0;
+  const vector = flatten ? features * positions : features;
   let total: number;
   switch (attrs.head) {
     case 'linear':
-      total = pool + denseFlops(rows, features, attrs.classes);
+      total = pool + denseFlops(rows, vector, attrs.classes);
       break;
     case 'shared': {
       const norm = attrs.sharedNorm ? layerNormOp.flops(NORM_ATTRS, [[rows, features]], []) : 0;
-      total = pool + norm + denseFlops(rows, features, attrs.classes);
+      total = pool + norm + denseFlops(rows, vector, attrs.classes);
       break;
     }
     case 'mlp':
       total =
         pool +
-        denseFlops(rows, features, attrs.hidden) +
+        denseFlops(rows, vector, attrs.hidden) +
         rows * attrs.hidden +
         denseFlops(rows, attrs.hidden, attrs.classes);
       break;
@@ -291,14 +320,15 @@ export function headFlops(attrs: HeadAttrs, h: readonly number[]): number {
       const filters = attrs.convFilters;
       const convOut = [rows, h[1]!, h[2]!, filters];
       const conv = conv2dOp.flops(convAttrs(filters), [h as number[]], [convOut]);
-      total = conv + rows * positions * filters + denseFlops(rows, filters, attrs.classes);
+      const convPool = flatten ? 0 : rows * positions * filters;
+      total = conv + convPool + denseFlops(rows, flatten ? filters * positions : filters, attrs.classes);
       break;
     }
   }
   if (attrs.halting) {
     // The conv head pools its own features, so only there does the halting head add a pool.
     const haltPool = attrs.head === 'conv' ? pool : 0;
-    total += haltPool + denseFlops(rows, features, 1) + 4 * rows;
+    total += haltPool + denseFlops(rows, vector, 1) + 4 * rows;
   }
   return total + 7 * rows * attrs.classes;
 }

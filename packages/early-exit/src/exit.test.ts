@@ -28,6 +28,12 @@ function poolRows(values: number[], [n, h, w, c]: number[]): number[][] {
   );
 }
 
+/** An NHWC image given row-major as one vector per row, [rows][h * w * c]: what `pool: 'flatten'` reads. */
+function flattenRows(values: number[], [n, ...rest]: number[]): number[][] {
+  const size = rest.reduce((a, b) => a * b, 1);
+  return Array.from({ length: n! }, (_, r) => values.slice(r * size, (r + 1) * size));
+}
+
 function denseRows(rows: number[][], kernel: number[], bias: number[], units: number): number[][] {
   return rows.map((x) =>
     Array.from({ length: units }, (_, j) => x.reduce((s, v, i) => s + v * kernel[i * units + j]!, bias[j]!)),
@@ -68,9 +74,11 @@ async function reference(attrs: Attrs, h: tf.Tensor, params: Record<string, tf.T
   const p: Record<string, number[]> = {};
   for (const [name, t] of Object.entries(params)) p[name] = await host(t);
   const classes = attrs.classes as number;
+  const pool = (values: number[], shape: number[]) =>
+    attrs.pool === 'flatten' ? flattenRows(values, shape) : poolRows(values, shape);
   const rows =
     h.rank === 4
-      ? poolRows(x, h.shape)
+      ? pool(x, h.shape)
       : Array.from({ length: h.shape[0]! }, (_, r) => x.slice(r * h.shape[1]!, (r + 1) * h.shape[1]!));
   let logits: number[][];
   if (attrs.head === 'mlp') {
@@ -82,7 +90,7 @@ async function reference(attrs: Attrs, h: tf.Tensor, params: Record<string, tf.T
     const f = attrs.convFilters as number;
     const convolved = conv3x3Relu(x, h.shape, p.convKernel!, p.convBias!, f);
     logits = denseRows(
-      poolRows(convolved, [h.shape[0]!, h.shape[1]!, h.shape[2]!, f]),
+      pool(convolved, [h.shape[0]!, h.shape[1]!, h.shape[2]!, f]),
       p.kernel!,
       p.bias!,
       classes,
@@ -113,9 +121,28 @@ const cases: { label: string; attrs: Attrs; shape: number[] }[] = [
     shape: [2, 4, 3, 2],
   },
   { label: 'shared head', attrs: { classes: 2, head: 'shared', sharedHead: 'lm' }, shape: [3, 4] },
+  {
+    label: 'mlp head on a flattened image',
+    attrs: { classes: 3, head: 'mlp', hidden: 4, pool: 'flatten' },
+    shape: [2, 3, 2, 2],
+  },
+  {
+    label: 'conv head, flattened',
+    attrs: { classes: 3, head: 'conv', convFilters: 2, pool: 'flatten' },
+    shape: [2, 2, 2, 2],
+  },
+  {
+    label: 'linear head on a flattened image with halting',
+    attrs: { classes: 3, pool: 'flatten', halting: true },
+    shape: [2, 2, 2, 3],
+  },
 ];
-// The shared head computes what the linear head does (only its parameter names differ).
-const gradientCases = cases.filter((c) => c.attrs.head !== 'shared');
+// The shared head computes what the linear head does (only its parameter names differ). A halting
+// head on flattened features sees each input value directly, so its stopped gradient (by design)
+// would dominate the finite differences of the input.
+const gradientCases = cases.filter(
+  (c) => c.attrs.head !== 'shared' && !(c.attrs.pool === 'flatten' && c.attrs.halting),
+);
 
 describeEachBackend('early-exit.Exit', () => {
   guardLeaks();
@@ -383,6 +410,10 @@ it('infers shapes with a symbolic batch and rejects bad inputs', () => {
   expect(() => exitOp.inferShape(conv, [{ name: 'h', dtype: 'float32', shape: [BATCH, 8] }])).toThrow(
     /head 'conv' needs an NHWC image/,
   );
+  const flat = resolved({ classes: 5, pool: 'flatten' });
+  expect(() => exitOp.inferShape(flat, [{ name: 'h', dtype: 'float32', shape: [BATCH, 'h', 4, 8] }])).toThrow(
+    /pool 'flatten' needs an image of known height and width, got \[batch, h, 4, 8\]/,
+  );
 });
 
 it('infers per-position and last-position shapes of a sequence, symbolic time included', () => {
@@ -451,6 +482,12 @@ it('counts head FLOPs on the rows given', () => {
   // Twice the rows, twice the FLOPs.
   const image = resolved({ classes: 3, head: 'conv', convFilters: 2, halting: true });
   expect(exitOp.flops(image, [[2, 3, 3, 4]], [])).toBe(2 * exitOp.flops(image, [[1, 3, 3, 4]], []));
+  // A flattened image [1, 3, 3, 4] is a vector of 36 (the reshape is free); pooled, it costs one
+  // add per value and gives 4.
+  expect(exitOp.flops(resolved({ classes: 3, pool: 'flatten' }), [[1, 3, 3, 4]], [])).toBe(
+    3 * (2 * 36 + 1) + 7 * 3,
+  );
+  expect(exitOp.flops(resolved({ classes: 3 }), [[1, 3, 3, 4]], [])).toBe(36 + 3 * (2 * 4 + 1) + 7 * 3);
   // A sequence [2, 5, 6]: every position is a row with positions 'all', one per row with 'last';
   // the shared norm adds 7 per feature and row.
   const all = resolved({ classes: 3, head: 'shared', sharedNorm: 'lnf' });

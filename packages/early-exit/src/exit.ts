@@ -2,7 +2,9 @@ import { DynnError, defineOp, type OpContext, type OpResult, takeRows } from '@d
 import * as tf from '@tensorflow/tfjs-core';
 import {
   EXIT_HEADS,
+  EXIT_POOLINGS,
   type ExitHeadKind,
+  type ExitPooling,
   type ExitPositions,
   exitFeatures,
   exitRowsShape,
@@ -15,32 +17,64 @@ import { type ResolvedExitOptions, readExitOptions, thresholdFor } from './optio
 /** What the graph output an exit answers for holds: logits, or probabilities (a softmax head). */
 export type ExitOutputActivation = 'linear' | 'softmax';
 
-/** Resolved attributes of {@link exitOp}. */
+/** Resolved attributes of {@link exitOp} (their schema documents each one). */
 export type ExitAttrs = {
+  /** Number of classes the head predicts. */
   classes: number;
+  /** The classifier: linear, mlp, conv or shared. */
   head: ExitHeadKind;
+  /** Hidden units of the `mlp` head. */
   hidden: number;
+  /** Filters of the `conv` head. */
   convFilters: number;
+  /** Tensor group of the `shared` head: `<sharedHead>/kernel`, `<sharedHead>/bias`. */
   sharedHead: string;
+  /** A `core.LayerNorm` node whose tensors the `shared` head applies first; empty: none. */
   sharedNorm: string;
+  /** How a head reads an NHWC image: spatial mean or every position. */
+  pool: ExitPooling;
+  /** On a sequence: logits for every position, or for the last one. */
   positions: ExitPositions;
+  /** The graph output this exit answers for. */
   output: string;
+  /** What that output holds: logits or probabilities. */
   outputActivation: ExitOutputActivation;
+  /** Graph outputs of this and later exits: rows leaving here give them these logits. */
   exitOutputs: string[];
+  /** Graph outputs of the halting probabilities of this and later exits. */
   haltOutputs: string[];
+  /** Op-set 1 only: earlier exits' outputs read after `state`; ignored since op-set 2. */
   carried: string[];
+  /** Position of this exit, 0-based (picks its threshold). */
   index: number;
+  /** Whether the exit has a learned halting head (CALM). */
   halting: boolean;
 };
 
 /** The npm package, op domain and op-set version of the early-exit plugin. */
-export const EARLY_EXIT_PLUGIN = { name: '@dynn/early-exit', domain: 'early-exit', opset: 2 } as const;
+export const EARLY_EXIT_PLUGIN = {
+  /** The npm package that provides the ops. */
+  name: '@dynn/early-exit',
+  /** The op domain: op types are `early-exit.<Name>`. */
+  domain: 'early-exit',
+  /** The op-set version graphs record; 2 since exits stopped re-emitting earlier exits' outputs. */
+  opset: 2,
+} as const;
 
 /** The op type of an exit. */
 export const EXIT_OP = 'early-exit.Exit';
 
 /** Outputs of an exit, by position. */
-export const EXIT_OUTPUT = { features: 0, logits: 1, state: 2, halt: 3 } as const;
+export const EXIT_OUTPUT = {
+  /** The features, passed on unchanged. */
+  features: 0,
+  /** The exit's logits. */
+  logits: 1,
+  /** Predicted class and agreement count, the patience carry of the next exit. */
+  state: 2,
+  /** The halting probability (learned), else the largest softmax probability. */
+  halt: 3,
+} as const;
 
 /** The per-row score a criterion compares with its threshold, `[rows]`. */
 function scoreOf(
@@ -185,6 +219,12 @@ export const exitOp = defineOp<ExitAttrs>({
       default: '',
       doc: "the shared head's layer norm (<sharedNorm>/gamma, <sharedNorm>/beta) applied before it; empty: none",
     },
+    pool: {
+      kind: 'enum',
+      values: EXIT_POOLINGS,
+      default: 'mean',
+      doc: 'how a head reads an NHWC image: its spatial mean (mean) or every position (flatten)',
+    },
     positions: {
       kind: 'enum',
       values: ['all', 'last'],
@@ -218,9 +258,9 @@ export const exitOp = defineOp<ExitAttrs>({
   },
   inputs: { min: 1, max: Number.POSITIVE_INFINITY },
   outputs: 4,
-  params: (attrs, [h]) => headParams(attrs, exitFeatures(h!, attrs.head)),
+  params: (attrs, [h]) => headParams(attrs, exitFeatures(h!, attrs.head, attrs.pool)),
   inferShape(attrs, [h, state, ...carried]) {
-    exitFeatures(h!, attrs.head);
+    exitFeatures(h!, attrs.head, attrs.pool);
     if (attrs.sharedNorm && attrs.head !== 'shared') {
       throw new Error(`sharedNorm '${attrs.sharedNorm}' needs head 'shared', got '${attrs.head}'`);
     }

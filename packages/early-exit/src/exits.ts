@@ -57,7 +57,7 @@ export function exitOutputsOf(graph: Graph): ExitInfo[] {
 function exitParamNames(node: GraphNode): string[] {
   const attrs = resolveAttrs(exitOp, node.attrs, node.name);
   // Parameter names depend on the attributes only: any feature size gives the same names.
-  return headParams(attrs, { features: 1, layout: 'vector' }).map(
+  return headParams(attrs, { features: 1, layout: 'vector', positions: 1 }).map(
     (spec) => spec.shared ?? `${node.name}/${spec.name}`,
   );
 }

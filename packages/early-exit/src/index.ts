@@ -10,8 +10,8 @@ export type { ExitSweep, OperatingConstraint, ParetoPoint, SweepOptions } from '
 export { paretoFront, pickOperatingPoint, runOptionsFor, sweepExits } from './calibration.js';
 export type { ExitAttrs, ExitOutputActivation } from './exit.js';
 export { EARLY_EXIT_PLUGIN, EXIT_OP, EXIT_OUTPUT, exitDecision, exitOp } from './exit.js';
-export type { ExitHeadKind, ExitPositions } from './exit-head.js';
-export { EXIT_HEADS, stopGradient } from './exit-head.js';
+export type { ExitHeadKind, ExitPooling, ExitPositions } from './exit-head.js';
+export { EXIT_HEADS, EXIT_POOLINGS, stopGradient } from './exit-head.js';
 export type { ExitInfo } from './exits.js';
 export { describeExits, exitOutputsOf, exitParamFilter, removeExits } from './exits.js';
 export type { InsertExitsOptions } from './insert-exits.js';

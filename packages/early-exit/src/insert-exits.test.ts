@@ -245,6 +245,7 @@ describeEachBackend('early-exit.insert-exits', () => {
       [{ at: ['b1'], classes: 7 }, /'classes' is 7 but output 'logits' has 3/],
       [{ at: ['b1'], output: 'probs' }, /no graph output 'probs'/],
       [{ at: ['b1'], head: 'tree' }, /'head' is "tree"/],
+      [{ at: ['b1'], pool: 'max' }, /'pool' is "max"; expected one of mean, flatten/],
       [
         { at: ['b1'], head: 'conv' },
         /node 'b1' outputs float32\[batch, 3\]; head 'conv' answering for 'logits' reads a float32 \[batch, h, w, c\]/,

@@ -20,7 +20,9 @@ import {
 import { EARLY_EXIT_PLUGIN, EXIT_OP, type ExitAttrs, type ExitOutputActivation, exitOp } from './exit.js';
 import {
   EXIT_HEADS,
+  EXIT_POOLINGS,
   type ExitHeadKind,
+  type ExitPooling,
   type ExitPositions,
   exitFeatures,
   exitRowsShape,
@@ -45,6 +47,11 @@ export interface InsertExitsOptions {
   hidden?: number;
   /** Filters of `conv` heads (default 16). */
   convFilters?: number;
+  /**
+   * How heads read NHWC images (default `mean`): `mean` pools every position away (cheap),
+   * `flatten` keeps them (BranchyNet-style exits: a larger first layer, surer early exits).
+   */
+  pool?: ExitPooling;
   /**
    * Tensor group of `shared` heads (default `head`): `<sharedHead>/kernel`, `<sharedHead>/bias`.
    * Name the network's output `core.Dense` node here and every exit shares its tensors: one
@@ -91,10 +98,15 @@ function activationOf(producer: GraphNode | undefined): ExitOutputActivation {
  * Features an exit with `head` can read: batch-major, as {@link exitFeatures} accepts them; for a
  * per-position output `[batch, time, classes]`, a sequence of that length.
  */
-function exitable(info: ValueInfo | undefined, head: ExitHeadKind, output: ValueInfo): boolean {
+function exitable(
+  info: ValueInfo | undefined,
+  head: ExitHeadKind,
+  pool: ExitPooling,
+  output: ValueInfo,
+): boolean {
   if (info === undefined || info.shape[0] !== BATCH) return false;
   try {
-    const { layout } = exitFeatures(info, head);
+    const { layout } = exitFeatures(info, head, pool);
     return output.shape.length === 2 || (layout === 'sequence' && info.shape[1] === output.shape[1]);
   } catch {
     return false;
@@ -150,6 +162,7 @@ function attachPoints(
   outputInfo: ValueInfo,
 ): number[] {
   const head = options.head ?? 'linear';
+  const pool = options.pool ?? 'mean';
   const output = outputInfo.name;
   const ancestors = ancestorsOf(graph, output);
   const producer = graph.nodes.findIndex((node) => node.outputs.includes(output));
@@ -161,7 +174,7 @@ function attachPoints(
       if (node.outputs.length !== 1)
         throw invalid(`node '${name}' has ${node.outputs.length} outputs; an exit needs one.`);
       const info = values.get(node.outputs[0]!);
-      if (!exitable(info, head, outputInfo)) {
+      if (!exitable(info, head, pool, outputInfo)) {
         throw invalid(
           `node '${name}' outputs ${info?.dtype}[${info?.shape.join(', ')}]; ${head === 'conv' ? "head 'conv'" : 'an exit'} answering for '${output}' reads ${readable(head, outputInfo)}.`,
         );
@@ -195,7 +208,9 @@ function attachPoints(
   const candidates = [...chainPoints(graph)]
     .filter(
       (i) =>
-        i < limit && ancestors.has(i) && exitable(values.get(graph.nodes[i]!.outputs[0]!), head, outputInfo),
+        i < limit &&
+        ancestors.has(i) &&
+        exitable(values.get(graph.nodes[i]!.outputs[0]!), head, pool, outputInfo),
     )
     .sort((a, b) => a - b);
   const chosen = new Set<number>();
@@ -238,6 +253,9 @@ export function insertExits(graph: Graph, options: InsertExitsOptions): Graph {
   }
   if (options.head !== undefined && !EXIT_HEADS.includes(options.head)) {
     throw invalid(`'head' is ${JSON.stringify(options.head)}; expected one of ${EXIT_HEADS.join(', ')}.`);
+  }
+  if (options.pool !== undefined && !EXIT_POOLINGS.includes(options.pool)) {
+    throw invalid(`'pool' is ${JSON.stringify(options.pool)}; expected one of ${EXIT_POOLINGS.join(', ')}.`);
   }
   if (graph.nodes.some((node) => node.op === EXIT_OP)) {
     throw invalid('the graph already has exits; insert them into the graph without exits.');
@@ -307,6 +325,7 @@ export function insertExits(graph: Graph, options: InsertExitsOptions): Graph {
       head: options.head ?? 'linear',
       hidden: options.hidden ?? 64,
       convFilters: options.convFilters ?? 16,
+      pool: options.pool ?? 'mean',
       sharedHead: options.sharedHead ?? 'head',
       sharedNorm: options.sharedNorm ?? '',
       positions,

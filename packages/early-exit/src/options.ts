@@ -22,6 +22,7 @@ export const EXIT_CRITERIA: readonly ExitCriterion[] = ['none', 'maxProb', 'entr
  *   (exits built with `halting: true`).
  */
 export interface EarlyExitRunOptions {
+  /** When a row leaves (default `none`: never). */
   criterion?: ExitCriterion;
   /** One threshold for every exit, or one per exit index (`maxProb`, `entropy`, `learned`). */
   thresholds?: number | readonly number[];
@@ -31,9 +32,22 @@ export interface EarlyExitRunOptions {
 
 /** Validated exit run options. */
 export type ResolvedExitOptions =
-  | { criterion: 'none' }
-  | { criterion: 'maxProb' | 'entropy' | 'learned'; thresholds: number | readonly number[] }
-  | { criterion: 'patience'; patience: number };
+  | {
+      /** No row leaves early. */
+      criterion: 'none';
+    }
+  | {
+      /** A thresholded criterion. */
+      criterion: 'maxProb' | 'entropy' | 'learned';
+      /** One threshold for every exit, or one per exit index. */
+      thresholds: number | readonly number[];
+    }
+  | {
+      /** Agreement of consecutive exits. */
+      criterion: 'patience';
+      /** Agreements needed before a row leaves. */
+      patience: number;
+    };
 
 const KNOWN_KEYS = new Set(['criterion', 'thresholds', 'patience']);
 

@@ -4,8 +4,9 @@ import type { ParetoPoint } from './calibration.js';
 export interface ParetoSvgOptions {
   /** A title above the chart. */
   title?: string;
-  /** Size in pixels (default 480 x 320). */
+  /** Width in pixels (default 480). */
   width?: number;
+  /** Height in pixels (default 320). */
   height?: number;
   /** A point to mark (e.g. the chosen operating point). */
   highlight?: ParetoPoint;

@@ -28,9 +28,13 @@ export interface ExitDepth {
 
 /** What {@link slowdownAttack} measured on clean and perturbed inputs. */
 export interface SlowdownResult {
+  /** The L-infinity radius of the perturbation (inputs in [0, 1]). */
   epsilon: number;
+  /** Gradient steps taken (1: FGSM). */
   steps: number;
+  /** Exit depth and compute on the clean inputs. */
   clean: ExitDepth;
+  /** Exit depth and compute on the perturbed inputs. */
   attacked: ExitDepth;
   /** attacked.meanDepth / clean.meanDepth. */
   depthIncrease: number;

@@ -25,6 +25,7 @@ export interface MultiExitObjectiveOptions {
   output?: string;
   /** Weight of every exit's loss, then the final output's (default all 1). */
   weights?: readonly number[];
+  /** Self-distillation from the final output (default none). */
   distillation?: DistillationOptions;
   /** Weight of the halting heads' loss (default 1). */
   haltingWeight?: number;

@@ -25,7 +25,14 @@ import {
   sweepExits,
 } from '@dynn/early-exit';
 import * as tf from '@tensorflow/tfjs-core';
-import { batchesOf, EARLY_EXIT_THRESHOLDS, MEASURE_BATCH, measureExits, runEach } from '../exit-runs.js';
+import {
+  batchesOf,
+  EARLY_EXIT_THRESHOLDS,
+  EXIT_DISTILLATION,
+  MEASURE_BATCH,
+  measureExits,
+  runEach,
+} from '../exit-runs.js';
 import { progressBar } from '../progress.js';
 import { formatThreshold, markdownTable, writeReport } from '../report-files.js';
 import { timeSideBySide } from '../timing.js';
@@ -51,7 +58,11 @@ export interface BenchEarlyExitOptions {
   testLimit?: number;
   /** Thresholds to sweep (default {@link EARLY_EXIT_THRESHOLDS}). */
   thresholds?: readonly number[];
-  /** Accuracy the operating point may lose on the validation images, a fraction (default 0.005 = 0.5 pp). */
+  /**
+   * Accuracy the operating point may lose on the validation images, a fraction (default 0.003 =
+   * 0.3 pp: a margin under the 0.5 pp aimed for on the test set, as a bound picked on 5,000
+   * images transfers with an error of about a tenth of a point).
+   */
   maxAccuracyDrop?: number;
   /** Untimed runs before timing (default 1). */
   warmup?: number;
@@ -154,8 +165,9 @@ function rowsOf(images: tf.Tensor, labels: tf.Tensor, start: number, count: numb
 }
 
 /**
- * Trains a Fashion-MNIST CNN with three exits jointly, calibrates a max-softmax threshold on the
- * 5,000 held-out training images (at most 0.5 pp accuracy lost), then runs the static network and
+ * Trains a Fashion-MNIST CNN with three exits jointly (self-distillation from the final
+ * classifier), calibrates per-exit max-softmax thresholds on the 5,000 held-out training images
+ * (at most 0.3 pp accuracy lost there), then runs the static network and
  * the dynamic one side by side on the test set in one process on wasm: accuracy, executed FLOPs
  * (from the compute reports) and medians of measured time. Writes the Pareto curve (JSON + SVG)
  * into the report folder.
@@ -191,8 +203,10 @@ export async function runBenchEarlyExit(
   const runtime = createRuntime({ plugins: [earlyExit()] });
   const graph = insertExits(earlyExitCnnGraph(runtime), {
     at: EARLY_EXIT_POINTS,
-    // Pooled features, then a small hidden layer: a few kFLOPs, much surer than a linear head.
+    // Every position of the feature map, then a small hidden layer (BranchyNet-style): about
+    // 0.2 MFLOPs per exit, and sure of most images already after the first conv block.
     head: 'mlp',
+    pool: 'flatten',
     classes: 10,
   });
   const model = createModel(runtime, graph, { seed });
@@ -212,7 +226,7 @@ export async function runBenchEarlyExit(
         optimizer,
         learningRate: cosineDecay(4e-3),
         seed,
-        loss: multiExitObjective({ graph }),
+        loss: multiExitObjective({ graph, distillation: EXIT_DISTILLATION }),
         callbacks: {
           onBatchEnd(step, logs) {
             smoothed = Number.isNaN(smoothed) ? logs.loss : 0.95 * smoothed + 0.05 * logs.loss;
@@ -235,7 +249,7 @@ export async function runBenchEarlyExit(
       batchSize: MEASURE_BATCH,
       perExit: true,
     });
-    const point = pickOperatingPoint(sweep, { maxAccuracyDrop: options.maxAccuracyDrop ?? 0.005 });
+    const point = pickOperatingPoint(sweep, { maxAccuracyDrop: options.maxAccuracyDrop ?? 0.003 });
     log(
       `operating point: max softmax >= ${formatThreshold(point.threshold)} (validation histogram ${point.exitHistogram.join('/')})`,
     );
