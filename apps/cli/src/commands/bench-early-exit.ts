@@ -32,6 +32,7 @@ import {
   MEASURE_BATCH,
   measureExits,
   runEach,
+  VALIDATION_MAX_DROP,
 } from '../exit-runs.js';
 import { progressBar } from '../progress.js';
 import { formatThreshold, markdownTable, writeReport } from '../report-files.js';
@@ -58,11 +59,7 @@ export interface BenchEarlyExitOptions {
   testLimit?: number;
   /** Thresholds to sweep (default {@link EARLY_EXIT_THRESHOLDS}). */
   thresholds?: readonly number[];
-  /**
-   * Accuracy the operating point may lose on the validation images, a fraction (default 0.003 =
-   * 0.3 pp: a margin under the 0.5 pp aimed for on the test set, as a bound picked on 5,000
-   * images transfers with an error of about a tenth of a point).
-   */
+  /** Accuracy the operating point may lose on the validation images, a fraction (default {@link VALIDATION_MAX_DROP}). */
   maxAccuracyDrop?: number;
   /** Untimed runs before timing (default 1). */
   warmup?: number;
@@ -249,7 +246,9 @@ export async function runBenchEarlyExit(
       batchSize: MEASURE_BATCH,
       perExit: true,
     });
-    const point = pickOperatingPoint(sweep, { maxAccuracyDrop: options.maxAccuracyDrop ?? 0.003 });
+    const point = pickOperatingPoint(sweep, {
+      maxAccuracyDrop: options.maxAccuracyDrop ?? VALIDATION_MAX_DROP,
+    });
     log(
       `operating point: max softmax >= ${formatThreshold(point.threshold)} (validation histogram ${point.exitHistogram.join('/')})`,
     );
