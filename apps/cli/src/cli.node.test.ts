@@ -177,5 +177,16 @@ describe('dynn CLI', () => {
     const report = await readFile(join(out, 'README.md'), 'utf8');
     expect(report).toContain('![training curve](training-curve.svg)');
     expect(await readFile(join(out, 'training-curve.svg'), 'utf8')).toMatch(/^<svg/);
+    // The early-exit section: the same CNN static and dynamic, measured, with its curve.
+    expect(result.err).toMatch(/early exit: \d+\.\d+% at [\d.]+ MFLOPs\/image \(static/);
+    expect(report).toContain('## Early exit: the same CNN, static and dynamic');
+    expect(report).toContain('![accuracy vs FLOPs](early-exit-curve.svg)');
+    expect(await readFile(join(out, 'early-exit-curve.svg'), 'utf8')).toMatch(/^<svg/);
+    const measured = JSON.parse(await readFile(join(out, 'result.json'), 'utf8'));
+    const e = measured.earlyExit;
+    expect(e.exitHistogram.reduce((a: number, b: number) => a + b, 0)).toBe(256);
+    expect(e.dynamicMflopsPerImage).toBeLessThanOrEqual(e.staticMflopsPerImage + 0.5);
+    expect(e.staticMsPerBatch).toBeGreaterThan(0);
+    expect(measured.testAccuracy).toBe(e.staticAccuracy);
   }, 120_000);
 });
