@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { playwright } from '@vitest/browser-playwright';
 import { defineConfig, type TestProjectInlineConfiguration } from 'vitest/config';
+import { CHROMIUM_ARGS, CHROMIUM_PATH } from './chromium-launch';
 
 // Workspace packages resolve to their sources, so tests need no build of their dependencies.
 const source = (path: string) => fileURLToPath(new URL(path, import.meta.url));
@@ -12,14 +13,13 @@ const alias = {
   '@dynn/early-exit': source('./packages/early-exit/src/index.ts'),
 };
 
-const chromiumPath = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const hasChromium = existsSync(chromiumPath);
+const hasChromium = existsSync(CHROMIUM_PATH);
 if (!hasChromium) {
   if (process.env.CI) {
-    throw new Error(`CI must run the browser tests, but Chromium is missing at ${chromiumPath}.`);
+    throw new Error(`CI must run the browser tests, but Chromium is missing at ${CHROMIUM_PATH}.`);
   }
   console.warn(
-    `[dynn] browser tests skipped: no Chromium at ${chromiumPath}. ` +
+    `[dynn] browser tests skipped: no Chromium at ${CHROMIUM_PATH}. ` +
       'Enable them with `sudo apt-get install chromium` (or set CHROMIUM_PATH).',
   );
 }
@@ -54,16 +54,8 @@ const browserProject: TestProjectInlineConfiguration = {
       screenshotFailures: false,
       provider: playwright({
         launchOptions: {
-          executablePath: chromiumPath,
-          args: [
-            '--no-sandbox',
-            '--disable-background-networking',
-            '--disable-component-update',
-            '--disable-sync',
-            '--no-first-run',
-            '--disable-quic',
-            '--enable-unsafe-webgpu',
-          ],
+          executablePath: CHROMIUM_PATH,
+          args: [...CHROMIUM_ARGS],
         },
       }),
       instances: [{ browser: 'chromium' }],

@@ -55,18 +55,8 @@ export async function main(
   // A seeded shuffle, then 60% training, 20% validation (to calibrate the threshold), 20% test.
   const order = shuffledIndices(digits.count, createRng(7));
   const split = (from: number, to: number) => {
-    const rows = order.slice(from, to);
-    const x = new Float32Array(rows.length * 64);
-    rows.forEach((row, i) => {
-      for (let f = 0; f < 64; f++) x[i * 64 + f] = digits.features[row * 64 + f]! / 16;
-    });
-    return {
-      x: tf.tensor2d(x, [rows.length, 64]),
-      y: tf.tensor1d(
-        Int32Array.from(rows, (row) => digits.labels[row]!),
-        'int32',
-      ),
-    };
+    const { features, labels } = digits.toTensors(order.subarray(from, to));
+    return { x: features, y: labels };
   };
   const [a, b] = [Math.round(digits.count * 0.6), Math.round(digits.count * 0.8)];
   const [train, validation, test] = [split(0, a), split(a, b), split(b, digits.count)];

@@ -4,25 +4,40 @@ import { type Graph, GraphBuilder, type Runtime } from '@dynn/core';
 export const DEMO_CNN_FILTERS = [8, 32, 64] as const;
 
 /**
+ * A Fashion-MNIST CNN: 3x3 conv blocks (`conv1`, `conv2`...: same padding, relu) of `filters`
+ * channels, each followed by 2x2 max pooling (`pool1`...) except the last when `poolLast` is
+ * false, then a 10-way linear classifier (`classifier`).
+ */
+export function fashionCnnGraph(
+  runtime: Runtime,
+  filters: readonly number[],
+  { poolLast = true }: { poolLast?: boolean } = {},
+): Graph {
+  const b = new GraphBuilder(runtime);
+  let h = b.input('image', 'float32', ['batch', 28, 28, 1]);
+  for (const [i, channels] of filters.entries()) {
+    h = b.add(
+      'core.Conv2D',
+      h,
+      { filters: channels, kernelSize: [3, 3], padding: 'same', activation: 'relu' },
+      { name: `conv${i + 1}` },
+    );
+    if (poolLast || i < filters.length - 1) {
+      h = b.add('core.MaxPool2D', h, { poolSize: [2, 2] }, { name: `pool${i + 1}` });
+    }
+  }
+  h = b.add('core.Flatten', h, {}, { name: 'flatten' });
+  const logits = b.add('core.Dense', h, { units: 10 }, { name: 'classifier' });
+  return b.build({ logits });
+}
+
+/**
  * The demo's Fashion-MNIST CNN: three 3x3 conv blocks (8, 32, 64 channels) with max pooling, then
  * a 10-way linear classifier. The first block runs at full 28x28 resolution, so it stays narrow:
  * two epochs train on two CPU cores in about two minutes.
  */
 export function demoCnnGraph(runtime: Runtime): Graph {
-  const b = new GraphBuilder(runtime);
-  let h = b.input('image', 'float32', ['batch', 28, 28, 1]);
-  for (const [i, filters] of DEMO_CNN_FILTERS.entries()) {
-    h = b.add(
-      'core.Conv2D',
-      h,
-      { filters, kernelSize: [3, 3], padding: 'same', activation: 'relu' },
-      { name: `conv${i + 1}` },
-    );
-    h = b.add('core.MaxPool2D', h, { poolSize: [2, 2] }, { name: `pool${i + 1}` });
-  }
-  h = b.add('core.Flatten', h, {}, { name: 'flatten' });
-  const logits = b.add('core.Dense', h, { units: 10 }, { name: 'classifier' });
-  return b.build({ logits });
+  return fashionCnnGraph(runtime, DEMO_CNN_FILTERS);
 }
 
 /**

@@ -15,23 +15,13 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
+import { CHROMIUM_ARGS, CHROMIUM_PATH } from '../../../chromium-launch.js';
 import { checkExamplePage, EXAMPLE_PAGES, type PageOutcome } from './examples.e2e.js';
 import { serveStatic } from './static-server.js';
 
 const docsDir = fileURLToPath(new URL('..', import.meta.url));
 const distDir = join(docsDir, '.vitepress', 'dist');
 const screenshotDir = join(docsDir, 'screenshots');
-const chromiumPath = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-/** Flags that work headless as root here (../../shared/TOOLCHAIN.md); WebGPU needs the last one. */
-const CHROMIUM_ARGS = [
-  '--no-sandbox',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--no-first-run',
-  '--disable-quic',
-  '--enable-unsafe-webgpu',
-];
 const ALL_BACKENDS = ['webgl', 'webgpu', 'wasm', 'cpu'];
 /** WebGL and WebGPU run on SwiftShader (software) here: generous, but a hang still fails. */
 const RESULT_TIMEOUT_MS = 90_000;
@@ -64,9 +54,9 @@ function build(): void {
 
 async function main(): Promise<void> {
   const backends = requestedBackends();
-  if (!existsSync(chromiumPath)) {
+  if (!existsSync(CHROMIUM_PATH)) {
     fail(
-      `no Chromium at ${chromiumPath}. Install it (Debian: apt-get install -y chromium) or set CHROMIUM_PATH.`,
+      `no Chromium at ${CHROMIUM_PATH}. Install it (Debian: apt-get install -y chromium) or set CHROMIUM_PATH.`,
     );
   }
   const siteUrl = optionValue('site-url');
@@ -80,8 +70,8 @@ async function main(): Promise<void> {
   }
   const server = siteUrl === undefined ? await serveStatic(distDir) : { url: siteUrl, close: async () => {} };
   const browser = await chromium.launch({
-    executablePath: chromiumPath,
-    args: CHROMIUM_ARGS,
+    executablePath: CHROMIUM_PATH,
+    args: [...CHROMIUM_ARGS],
     headless: true,
   });
   const outcomes: PageOutcome[] = [];

@@ -34,4 +34,13 @@ describe('loadDigits', () => {
     tf.dispose([features, labels]);
     expect(tf.memory().numTensors).toBe(before);
   });
+
+  it('gives the digits at chosen rows, in that order, and rejects rows out of range', async () => {
+    const { features, labels } = digits.toTensors([1_796, 0]);
+    expect(features.shape).toEqual([2, 64]);
+    expect(Array.from(await labels.data())).toEqual([8, 0]);
+    expect(Array.from((await features.data()).subarray(64 + 2, 64 + 4))).toEqual([5 / 16, 13 / 16]);
+    tf.dispose([features, labels]);
+    expect(() => digits.toTensors([1_797])).toThrow(/row 1797 is not in 0\.\.1796/);
+  });
 });

@@ -1,3 +1,4 @@
+import { DynnError } from '@dynn/core';
 import { type Tensor1D, type Tensor2D, tensor1d, tensor2d } from '@tensorflow/tfjs-core';
 import type { DataLocation } from './byte-source.js';
 import { parseNumberTable } from './number-table.js';
@@ -25,16 +26,30 @@ export interface Digits {
   features: Uint8Array;
   /** `count` labels, the digit shown (0..9). */
   labels: Uint8Array;
-  /** The set as tfjs tensors (see {@link DigitsTensors}); the caller disposes them. */
-  toTensors(): DigitsTensors;
+  /**
+   * The set as tfjs tensors (see {@link DigitsTensors}), or only the digits at `rows` in that
+   * order (a shuffled split); the caller disposes them.
+   */
+  toTensors(rows?: ArrayLike<number>): DigitsTensors;
 }
 
-function digitsTensors(digits: Digits): DigitsTensors {
-  const features = new Float32Array(digits.features.length);
-  for (let i = 0; i < features.length; i++) features[i] = digits.features[i]! / MAX_FEATURE;
+function digitsTensors(digits: Digits, rows?: ArrayLike<number>): DigitsTensors {
+  const picked = rows ?? Array.from({ length: digits.count }, (_, i) => i);
+  const width = digits.numFeatures;
+  const features = new Float32Array(picked.length * width);
+  for (let i = 0; i < picked.length; i++) {
+    const row = picked[i]!;
+    if (!Number.isInteger(row) || row < 0 || row >= digits.count) {
+      throw new DynnError('INVALID_INPUT', `digits.toTensors: row ${row} is not in 0..${digits.count - 1}.`);
+    }
+    for (let f = 0; f < width; f++) features[i * width + f] = digits.features[row * width + f]! / MAX_FEATURE;
+  }
   return {
-    features: tensor2d(features, [digits.count, digits.numFeatures], 'float32'),
-    labels: tensor1d(Int32Array.from(digits.labels), 'int32'),
+    features: tensor2d(features, [picked.length, width], 'float32'),
+    labels: tensor1d(
+      Int32Array.from(picked, (row) => digits.labels[row]!),
+      'int32',
+    ),
   };
 }
 
@@ -69,7 +84,7 @@ export async function loadDigits(location: DataLocation = {}): Promise<Digits> {
     numFeatures: FEATURES,
     features,
     labels,
-    toTensors: () => digitsTensors(digits),
+    toTensors: (rows) => digitsTensors(digits, rows),
   };
   return digits;
 }

@@ -37,17 +37,26 @@ export type ExitPooling = 'mean' | 'flatten';
 export const EXIT_POOLINGS: readonly ExitPooling[] = ['mean', 'flatten'];
 
 /** The attributes that shape an exit's head. */
-export interface HeadAttrs {
+export type HeadAttrs = {
+  /** Number of classes the head predicts. */
   classes: number;
+  /** The classifier: linear, mlp, conv or shared. */
   head: ExitHeadKind;
+  /** Hidden units of the `mlp` head. */
   hidden: number;
+  /** Filters of the `conv` head. */
   convFilters: number;
+  /** Tensor group of the `shared` head: `<sharedHead>/kernel`, `<sharedHead>/bias`. */
   sharedHead: string;
+  /** A `core.LayerNorm` node whose tensors the `shared` head applies first; empty: none. */
   sharedNorm: string;
+  /** Whether the exit has a learned halting head (CALM). */
   halting: boolean;
+  /** On a sequence: logits for every position, or for the last one. */
   positions: ExitPositions;
+  /** How a head reads an NHWC image: spatial mean or every position. */
   pool: ExitPooling;
-}
+};
 
 /** What an exit reads: features `[batch, d]`, a sequence `[batch, time, d]` or an NHWC image `[batch, h, w, d]`. */
 export interface ExitFeatures {

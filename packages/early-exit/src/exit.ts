@@ -3,11 +3,9 @@ import * as tf from '@tensorflow/tfjs-core';
 import {
   EXIT_HEADS,
   EXIT_POOLINGS,
-  type ExitHeadKind,
-  type ExitPooling,
-  type ExitPositions,
   exitFeatures,
   exitRowsShape,
+  type HeadAttrs,
   headFlops,
   headForward,
   headParams,
@@ -17,24 +15,8 @@ import { type ResolvedExitOptions, readExitOptions, thresholdFor } from './optio
 /** What the graph output an exit answers for holds: logits, or probabilities (a softmax head). */
 export type ExitOutputActivation = 'linear' | 'softmax';
 
-/** Resolved attributes of {@link exitOp} (their schema documents each one). */
-export type ExitAttrs = {
-  /** Number of classes the head predicts. */
-  classes: number;
-  /** The classifier: linear, mlp, conv or shared. */
-  head: ExitHeadKind;
-  /** Hidden units of the `mlp` head. */
-  hidden: number;
-  /** Filters of the `conv` head. */
-  convFilters: number;
-  /** Tensor group of the `shared` head: `<sharedHead>/kernel`, `<sharedHead>/bias`. */
-  sharedHead: string;
-  /** A `core.LayerNorm` node whose tensors the `shared` head applies first; empty: none. */
-  sharedNorm: string;
-  /** How a head reads an NHWC image: spatial mean or every position. */
-  pool: ExitPooling;
-  /** On a sequence: logits for every position, or for the last one. */
-  positions: ExitPositions;
+/** Resolved attributes of {@link exitOp}: its head's, then where its answers go. */
+export type ExitAttrs = HeadAttrs & {
   /** The graph output this exit answers for. */
   output: string;
   /** What that output holds: logits or probabilities. */
@@ -47,8 +29,6 @@ export type ExitAttrs = {
   carried: string[];
   /** Position of this exit, 0-based (picks its threshold). */
   index: number;
-  /** Whether the exit has a learned halting head (CALM). */
-  halting: boolean;
 };
 
 /** The npm package, op domain and op-set version of the early-exit plugin. */
@@ -76,9 +56,13 @@ export const EXIT_OUTPUT = {
   halt: 3,
 } as const;
 
-/** The per-row score a criterion compares with its threshold, `[rows]`. */
+/**
+ * The per-row score a criterion compares with its threshold, `[rows]`. Without a halting head the
+ * `halt` output already holds the largest softmax probability, which `maxProb` reuses.
+ */
 function scoreOf(
   criterion: Exclude<ResolvedExitOptions['criterion'], 'none'>,
+  halting: boolean,
   logits: tf.Tensor,
   state: tf.Tensor,
   halt: tf.Tensor,
@@ -86,7 +70,7 @@ function scoreOf(
   return tf.tidy(() => {
     switch (criterion) {
       case 'maxProb':
-        return tf.max(tf.softmax(logits), -1);
+        return halting ? tf.max(tf.softmax(logits), -1) : tf.reshape(halt, [-1]);
       case 'entropy': {
         const logProbs = tf.logSoftmax(logits);
         const entropy = tf.neg(tf.sum(tf.mul(tf.exp(logProbs), logProbs), -1));
@@ -140,7 +124,7 @@ async function decide(
 ): Promise<tf.Tensor[] | OpResult> {
   const { attrs } = ctx;
   const [, logits, state, halt] = outputs as [tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor];
-  const score = scoreOf(options.criterion, logits, state, halt);
+  const score = scoreOf(options.criterion, attrs.halting, logits, state, halt);
   const retired: Record<string, tf.Tensor> = {};
   try {
     const values = await score.data();

@@ -5,7 +5,6 @@ import {
   createRuntime,
   fit,
   type Graph,
-  GraphBuilder,
   type Model,
   type Runtime,
   useBackend,
@@ -25,6 +24,7 @@ import {
   sweepExits,
 } from '@dynn/early-exit';
 import * as tf from '@tensorflow/tfjs-core';
+import { fashionCnnGraph } from '../demo-models.js';
 import {
   batchesOf,
   EARLY_EXIT_THRESHOLDS,
@@ -133,25 +133,12 @@ const VALIDATION_SIZE = 5000;
 /** Images timed one at a time for the batch-1 figures. */
 const BATCH_1_IMAGES = 64;
 
-/** The bench's Fashion-MNIST CNN: four 3x3 conv blocks with max pooling, then a linear classifier. */
+/**
+ * The bench's Fashion-MNIST CNN: four 3x3 conv blocks, max pooling after the first three; the last
+ * block runs at 3x3 and feeds the linear classifier directly.
+ */
 export function earlyExitCnnGraph(runtime: Runtime): Graph {
-  const b = new GraphBuilder(runtime);
-  let h = b.input('image', 'float32', ['batch', 28, 28, 1]);
-  for (const [i, filters] of EARLY_EXIT_CNN_FILTERS.entries()) {
-    h = b.add(
-      'core.Conv2D',
-      h,
-      { filters, kernelSize: [3, 3], padding: 'same', activation: 'relu' },
-      { name: `conv${i + 1}` },
-    );
-    // The last block runs at 3x3 and feeds the classifier directly.
-    if (i < EARLY_EXIT_CNN_FILTERS.length - 1) {
-      h = b.add('core.MaxPool2D', h, { poolSize: [2, 2] }, { name: `pool${i + 1}` });
-    }
-  }
-  h = b.add('core.Flatten', h, {}, { name: 'flatten' });
-  const logits = b.add('core.Dense', h, { units: 10 }, { name: 'classifier' });
-  return b.build({ logits });
+  return fashionCnnGraph(runtime, EARLY_EXIT_CNN_FILTERS, { poolLast: false });
 }
 
 function rowsOf(images: tf.Tensor, labels: tf.Tensor, start: number, count: number) {
