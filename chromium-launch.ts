@@ -17,3 +17,14 @@ export const CHROMIUM_ARGS: readonly string[] = [
   '--disable-quic',
   '--enable-unsafe-webgpu',
 ];
+
+/**
+ * The one line printed where the browser parts are skipped for want of Chromium (never under CI,
+ * which must run them): what was skipped and how to enable it.
+ */
+export function chromiumMissingNote(what: string): string {
+  return (
+    `[dynn] ${what} skipped: no Chromium at ${CHROMIUM_PATH}. ` +
+    'Enable with `sudo apt-get install chromium` (or set CHROMIUM_PATH); CI runs them.'
+  );
+}

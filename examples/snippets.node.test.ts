@@ -4,6 +4,7 @@ import { guardLeaks } from '@dynn/testing';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { digitsInNode } from './snippets/datasets.js';
 import { main as earlyExit } from './snippets/early-exit.js';
+import { fashionMnistInNode } from './snippets/fashion-mnist.js';
 import { main as gettingStarted } from './snippets/getting-started.js';
 import { tinyGraphJson } from './snippets/graph-as-data.js';
 import { main as skipPadding } from './snippets/skip-padding.js';
@@ -51,5 +52,13 @@ describe.each(['wasm', 'cpu'] as const)('docs snippets reading the data sets, on
 
   it('datasets loads the digits with their tensors', async () => {
     expect(await digitsInNode()).toEqual({ count: 1_797, shapes: [[1_797, 64], [1_797]] });
+  });
+
+  it('data-fashion-mnist loads Fashion-MNIST with its tensors', async () => {
+    expect(await fashionMnistInNode()).toEqual({
+      counts: [60_000, 10_000],
+      first: 'Ankle boot',
+      shapes: [[10_000, 28, 28, 1], [10_000]],
+    });
   });
 });

@@ -5,28 +5,12 @@ import { createModel, createRuntime, fileHandler, saveModel, useBackend } from '
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildProgram } from './cli.js';
 import { mlpGraph } from './demo-models.js';
+import { runDynn } from './spawn-dynn.js';
 
-async function cli(...args: string[]): Promise<{ out: string; err: string; code: number }> {
-  let out = '';
-  let err = '';
-  const program = buildProgram(
-    (text) => {
-      out += text;
-    },
-    (text) => {
-      err += text;
-    },
-  );
-  try {
-    await program.parseAsync(['node', 'dynn', ...args]);
-    return { out, err, code: 0 };
-  } catch (error) {
-    const e = error as { exitCode?: number; message: string };
-    return { out, err: err + e.message, code: e.exitCode ?? 1 };
-  }
-}
+// Every command runs the built binary in a fresh process, as users run it: no backend chosen
+// beforehand, nothing shared with this test process but the files. (The fixtures below are made
+// in-process; the commands under test are not.)
 
 let dir: string;
 beforeAll(async () => {
@@ -41,77 +25,111 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-describe('dynn CLI', () => {
+describe('dynn, the built binary', () => {
+  it('--version prints the version of @dynn/cli', async () => {
+    const { version } = JSON.parse(await readFile(new URL('../package.json', import.meta.url), 'utf8'));
+    const run = await runDynn(['--version']);
+    expect(run.code).toBe(0);
+    expect(run.out.trim()).toBe(version);
+  });
+
+  it('--help lists the core commands, each package group, bench and demo', async () => {
+    const run = await runDynn(['--help']);
+    expect(run.code).toBe(0);
+    for (const command of ['demo', 'inspect', 'predict', 'convert', 'early-exit', 'bench']) {
+      expect(run.out).toMatch(new RegExp(`^  ${command}\\b`, 'm'));
+    }
+  });
+
   it.each([
     ['demo'],
+    ['demo', 'early-exit'],
     ['inspect'],
     ['predict'],
     ['convert'],
     ['early-exit', 'add'],
     ['bench', 'core'],
     ['bench', 'early-exit'],
+    ['bench', 'early-exit', 'text'],
   ])('%s --help describes the command', async (...command) => {
-    const { out, code } = await cli(...command, '--help');
-    expect(code).toBe(0);
-    expect(out).toMatch(/^Usage: dynn/);
+    const run = await runDynn([...command, '--help']);
+    expect(run.code).toBe(0);
+    expect(run.out).toMatch(/^Usage: dynn/);
   });
 
-  it('inspect prints nodes, shapes, parameters and FLOPs', async () => {
-    const { out } = await cli('inspect', join(dir, 'mlp', 'model.json'), '--json');
-    const inspection = JSON.parse(out);
+  it('bench commands share --json, --quick, --no-progress and --update-docs', async () => {
+    for (const bench of [['core'], ['early-exit'], ['early-exit', 'text']]) {
+      const { out } = await runDynn(['bench', ...bench, '--help']);
+      for (const flag of ['--json', '--quick', '--no-progress', '--update-docs']) expect(out).toContain(flag);
+    }
+  });
+
+  it('an unknown command or option fails with exit code 1 and says so', async () => {
+    const unknown = await runDynn(['frobnicate']);
+    expect(unknown.code).toBe(1);
+    expect(unknown.err).toMatch(/unknown command 'frobnicate'/);
+    const option = await runDynn(['inspect', '--bogus']);
+    expect(option.code).toBe(1);
+    expect(option.err).toMatch(/unknown option '--bogus'/);
+  });
+
+  it('inspect prints nodes, shapes, parameters and FLOPs without any backend set up', async () => {
+    const run = await runDynn(['inspect', join(dir, 'mlp', 'model.json'), '--json']);
+    expect(run.err).toBe('');
+    expect(run.code).toBe(0);
+    const inspection = JSON.parse(run.out);
     expect(inspection.nodes.map((n: { name: string }) => n.name)).toEqual(['dense1', 'dense2', 'classifier']);
     expect(inspection.totalParams).toBe(784 * 512 + 512 + 512 * 512 + 512 + 512 * 10 + 10);
     expect(inspection.nodes[0].flops).toBeGreaterThanOrEqual(2 * 784 * 512);
-    const text = await cli('inspect', join(dir, 'mlp', 'model.json'));
+    const text = await runDynn(['inspect', join(dir, 'mlp', 'model.json')]);
     expect(text.out).toContain('| dense1 | core.Dense | [batch, 512] |');
+  });
+
+  it('inspect names a missing file', async () => {
+    const run = await runDynn(['inspect', join(dir, 'nowhere', 'model.json')]);
+    expect(run.code).toBe(1);
+    expect(run.err).toMatch(/^dynn: .*nowhere/);
   });
 
   it('predict runs a model on a JSON input', async () => {
     const input = join(dir, 'input.json');
     await writeFile(input, JSON.stringify([Array(784).fill(0.5), Array(784).fill(0)]));
-    const { out, code } = await cli('predict', join(dir, 'mlp', 'model.json'), '--input', input, '--json');
-    expect(code).toBe(0);
-    const prediction = JSON.parse(out);
+    const run = await runDynn(['predict', join(dir, 'mlp', 'model.json'), '--input', input, '--json']);
+    expect(run.code).toBe(0);
+    const prediction = JSON.parse(run.out);
     expect(prediction.logits.shape).toEqual([2, 10]);
     expect(prediction.logits.values[1]).toEqual(Array(10).fill(0));
-  });
-
-  it('early-exit add inserts exits that change nothing until enabled', async () => {
-    const source = join(dir, 'mlp', 'model.json');
-    const { out, code, err } = await cli(
-      'early-exit',
-      'add',
-      source,
-      join(dir, 'exits'),
-      '--at',
-      'dense1,dense2',
-    );
-    expect(err).toBe('');
-    expect(code).toBe(0);
-    expect(out).toMatch(/with 2 exits/);
-    const inspection = JSON.parse((await cli('inspect', join(dir, 'exits', 'model.json'), '--json')).out);
-    expect(inspection.nodes.filter((n: { op: string }) => n.op === 'early-exit.Exit')).toHaveLength(2);
-    const input = join(dir, 'exit-input.json');
-    await writeFile(input, JSON.stringify([Array(784).fill(0.25)]));
-    const before = JSON.parse((await cli('predict', source, '--input', input, '--json')).out);
-    const after = JSON.parse(
-      (await cli('predict', join(dir, 'exits', 'model.json'), '--input', input, '--json')).out,
-    );
-    expect(after.logits.values).toEqual(before.logits.values);
-    const neither = await cli('early-exit', 'add', source, join(dir, 'bad'));
-    expect(neither.code).toBe(1);
-    expect(neither.err).toMatch(/exactly one of --at/);
   });
 
   it('predict names the file when the input is not JSON', async () => {
     const input = join(dir, 'broken.json');
     await writeFile(input, '[1, 2');
-    const { code, err } = await cli('predict', join(dir, 'mlp', 'model.json'), '--input', input);
-    expect(code).toBe(1);
-    expect(err).toContain('broken.json');
+    const run = await runDynn(['predict', join(dir, 'mlp', 'model.json'), '--input', input]);
+    expect(run.code).toBe(1);
+    expect(run.err).toContain('broken.json');
   });
 
-  it('convert turns a tfjs-layers model into a dynn model with equal outputs', async () => {
+  it('early-exit add inserts exits that change nothing until enabled', async () => {
+    const source = join(dir, 'mlp', 'model.json');
+    const run = await runDynn(['early-exit', 'add', source, join(dir, 'exits'), '--at', 'dense1,dense2']);
+    expect(run.err).toBe('');
+    expect(run.code).toBe(0);
+    expect(run.out).toMatch(/with 2 exits/);
+    const inspection = JSON.parse((await runDynn(['inspect', join(dir, 'exits', 'model.json'), '--json'])).out);
+    expect(inspection.nodes.filter((n: { op: string }) => n.op === 'early-exit.Exit')).toHaveLength(2);
+    const input = join(dir, 'exit-input.json');
+    await writeFile(input, JSON.stringify([Array(784).fill(0.25)]));
+    const before = JSON.parse((await runDynn(['predict', source, '--input', input, '--json'])).out);
+    const after = JSON.parse(
+      (await runDynn(['predict', join(dir, 'exits', 'model.json'), '--input', input, '--json'])).out,
+    );
+    expect(after.logits.values).toEqual(before.logits.values);
+    const neither = await runDynn(['early-exit', 'add', source, join(dir, 'bad')]);
+    expect(neither.code).toBe(1);
+    expect(neither.err).toMatch(/exactly one of --at/);
+  });
+
+  it('convert turns a tfjs-layers model into a dynn model with equal outputs, plain and quantized', async () => {
     const layers = tfl.sequential({
       layers: [
         tfl.layers.dense({ units: 4, activation: 'relu', inputShape: [3] }),
@@ -119,66 +137,73 @@ describe('dynn CLI', () => {
       ],
     });
     await layers.save(fileHandler(join(dir, 'keras')));
-    const { out, code } = await cli('convert', join(dir, 'keras', 'model.json'), join(dir, 'converted'));
-    expect(code).toBe(0);
-    expect(out).toContain('2 nodes');
+    const run = await runDynn(['convert', join(dir, 'keras', 'model.json'), join(dir, 'converted')]);
+    expect(run.code).toBe(0);
+    expect(run.out).toContain('2 nodes');
     const input = join(dir, 'small.json');
     await writeFile(input, JSON.stringify([[1, -2, 3]]));
-    const prediction = JSON.parse(
-      (await cli('predict', join(dir, 'converted', 'model.json'), '--input', input, '--json')).out,
-    );
+    const predicted = await runDynn(['predict', join(dir, 'converted', 'model.json'), '--input', input, '--json']);
     const x = tf.tensor2d([[1, -2, 3]]);
     const expected = layers.predict(x) as tf.Tensor;
-    const values = Object.values(prediction)[0] as { values: number[][] };
-    const want = await expected.array();
+    const values = Object.values(JSON.parse(predicted.out))[0] as { values: number[][] };
+    const want = (await expected.array()) as number[][];
     values.values[0]!.forEach((v, i) => {
-      expect(v).toBeCloseTo((want as number[][])[0]![i]!, 5);
+      expect(v).toBeCloseTo(want[0]![i]!, 5);
     });
     tf.dispose([x, expected]);
     layers.dispose();
     expect(JSON.parse(await readFile(join(dir, 'converted', 'model.json'), 'utf8')).format).toBe(
       'dynn-graph',
     );
+    const quantized = await runDynn([
+      'convert',
+      join(dir, 'keras', 'model.json'),
+      join(dir, 'quantized'),
+      '--quantize',
+      'uint8',
+    ]);
+    expect(quantized.code).toBe(0);
+    expect(quantized.out).toMatch(/uint8/);
+    const manifest = JSON.parse(await readFile(join(dir, 'quantized', 'model.json'), 'utf8'));
+    const entries = manifest.weightsManifest.flatMap((group: { weights: unknown[] }) => group.weights);
+    expect(entries.some((w: { quantization?: { dtype: string } }) => w.quantization?.dtype === 'uint8')).toBe(
+      true,
+    );
+    const bad = await runDynn(['convert', join(dir, 'keras', 'model.json'), join(dir, 'q'), '--quantize', 'int4']);
+    expect(bad.code).toBe(1);
+    expect(bad.err).toMatch(/int4/);
   });
 
-  it('bench core measures dynn and tfjs-layers side by side (smoke run)', async () => {
-    const { out, code } = await cli('bench', 'core', '--json', '--warmup', '1', '--repeats', '1');
-    expect(code).toBe(0);
-    const result = JSON.parse(out);
-    expect(result.backend).toBe('wasm');
-    expect(result.results).toHaveLength(6);
-    for (const row of result.results) {
+  it('bench core --quick --json prints dynn and tfjs-layers side by side in the bench envelope', async () => {
+    const run = await runDynn(['bench', 'core', '--quick', '--json']);
+    expect(run.code).toBe(0);
+    const envelope = JSON.parse(run.out);
+    expect(Object.keys(envelope)).toEqual(['bench', 'backend', 'date', 'machine', 'quick', 'results', 'error']);
+    expect(envelope).toMatchObject({ bench: 'core', backend: 'wasm', quick: true, error: null });
+    expect(Object.keys(envelope.machine).sort()).toEqual(['cores', 'cpu', 'memoryGiB', 'node', 'platform', 'tfjs']);
+    expect(envelope.results).toHaveLength(6);
+    for (const row of envelope.results) {
       expect(Object.keys(row).sort()).toEqual(['case', 'dynn_ms', 'model', 'ratio', 'tfjs_error', 'tfjs_ms']);
       expect(row.dynn_ms).toBeGreaterThan(0);
       if (row.tfjs_ms !== null) expect(row.ratio).toBeCloseTo(row.dynn_ms / row.tfjs_ms, 10);
     }
     // tfjs-layers cannot train a convnet on wasm; dynn can.
-    expect(result.results[5].tfjs_error).toMatch(/Conv2DBackpropFilter/);
+    expect(envelope.results[5].tfjs_error).toMatch(/Conv2DBackpropFilter/);
   }, 120_000);
 
-  it('demo trains, evaluates and writes a report (smoke run)', async () => {
+  it('demo --quick trains, evaluates, writes a report and lists the other demos', async () => {
     const out = join(dir, 'demo');
-    const result = await cli(
-      'demo',
-      '--epochs',
-      '1',
-      '--train-limit',
-      '512',
-      '--test-limit',
-      '256',
-      '--no-progress',
-      '--out',
-      out,
-    );
-    expect(result.err).toContain('backend: wasm');
-    expect(result.code).toBe(0);
-    expect(result.out).toMatch(/test accuracy: \d+\.\d+%/);
-    expect(result.out).toMatch(/FLOPs per image: [\d.]+ MFLOPs/);
+    const run = await runDynn(['demo', '--quick', '--no-progress', '--out', out]);
+    expect(run.err).toContain('backend: wasm');
+    expect(run.code).toBe(0);
+    expect(run.out).toMatch(/test accuracy: \d+\.\d+%/);
+    expect(run.out).toMatch(/FLOPs per image: [\d.]+ MFLOPs/);
+    expect(run.out).toMatch(/dynn demo early-exit: /);
     const report = await readFile(join(out, 'README.md'), 'utf8');
     expect(report).toContain('![training curve](training-curve.svg)');
     expect(await readFile(join(out, 'training-curve.svg'), 'utf8')).toMatch(/^<svg/);
     // The early-exit section: the same CNN static and dynamic, measured, with its curve.
-    expect(result.err).toMatch(/early exit: \d+\.\d+% at [\d.]+ MFLOPs\/image \(static/);
+    expect(run.err).toMatch(/early exit: \d+\.\d+% at [\d.]+ MFLOPs\/image \(static/);
     expect(report).toContain('## Early exit: the same CNN, static and dynamic');
     expect(report).toContain('![accuracy vs FLOPs](early-exit-curve.svg)');
     expect(await readFile(join(out, 'early-exit-curve.svg'), 'utf8')).toMatch(/^<svg/);
@@ -189,4 +214,63 @@ describe('dynn CLI', () => {
     expect(e.staticMsPerBatch).toBeGreaterThan(0);
     expect(measured.testAccuracy).toBe(e.staticAccuracy);
   }, 120_000);
+
+  it('demo early-exit --quick compares the static and the early-exit network', async () => {
+    const out = join(dir, 'demo-early-exit');
+    const run = await runDynn(['demo', 'early-exit', '--quick', '--no-progress', '--out', out]);
+    expect(run.code).toBe(0);
+    expect(run.out).toMatch(/static network: \d+\.\d+% at [\d.]+ MFLOPs\/image/);
+    expect(run.out).toMatch(/early exit: \d+\.\d+% at [\d.]+ MFLOPs\/image \(served by exit 1 \/ 2 \/ 3 \/ final: /);
+    expect(await readFile(join(out, 'pareto.svg'), 'utf8')).toMatch(/^<svg/);
+  }, 120_000);
+
+  it('--plugin loads a third-party package command, bench and demo', async () => {
+    const plugin = join(dir, 'hello-plugin.mjs');
+    await writeFile(
+      plugin,
+      `export default {
+  name: 'hello',
+  description: 'a plugin that greets',
+  commands: [{
+    name: 'greet',
+    description: 'greets someone',
+    arguments: [{ name: 'who', description: 'whom to greet' }],
+    options: [{ flags: '--times <n>', description: 'how often', parse: 'positive-int', default: 1 }],
+    async run({ args, options, out }) { out(\`hello \${args[0]}\\n\`.repeat(options.times)); },
+  }],
+  benches: [{
+    description: 'counts to three',
+    async run({ quick }) { return { fields: { counted: quick ? 1 : 3 }, markdown: () => 'counted' }; },
+  }],
+  demo: { description: 'waves', async run({ out }) { out('wave\\n'); } },
+};
+`,
+    );
+    const greet = await runDynn(['--plugin', plugin, 'hello', 'greet', 'world', '--times', '2']);
+    expect(greet.err).toBe('');
+    expect(greet.out).toBe('hello world\nhello world\n');
+    const bench = await runDynn(['--plugin', plugin, 'bench', 'hello', '--quick', '--json']);
+    expect(JSON.parse(bench.out)).toMatchObject({ bench: 'hello', quick: true, counted: 1, error: null });
+    const demo = await runDynn([`--plugin=${plugin}`, 'demo', 'hello']);
+    expect(demo.out).toBe('wave\n');
+    const missing = await runDynn(['--plugin', join(dir, 'absent.mjs'), '--help']);
+    expect(missing.code).toBe(1);
+    expect(missing.err).toMatch(/absent\.mjs/);
+  });
+
+  it('a failing bench still prints its envelope with the error under --json', async () => {
+    const plugin = join(dir, 'failing-plugin.mjs');
+    await writeFile(
+      plugin,
+      `export default { name: 'failing', description: 'fails', benches: [{ description: 'fails',
+  async run() { throw new Error('out of patience'); } }] };\n`,
+    );
+    const run = await runDynn(['--plugin', plugin, 'bench', 'failing', '--json']);
+    expect(run.code).toBe(1);
+    expect(JSON.parse(run.out)).toMatchObject({
+      bench: 'failing',
+      error: { message: 'out of patience', code: null },
+    });
+    expect(run.err).toContain('dynn: out of patience');
+  });
 });

@@ -1,18 +1,27 @@
 import { readFile, writeFile } from 'node:fs/promises';
-import { BACKEND_NAMES, type BackendName, isDynnError } from '@dynn/core';
-import type { ExitHeadKind } from '@dynn/early-exit';
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import {
+  BACKEND_NAMES,
+  type BackendName,
+  createRuntime,
+  isDynnError,
+  type QuantizationDType,
+  type Runtime,
+} from '@dynn/core';
 import * as tf from '@tensorflow/tfjs-core';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { benchCoreMarkdown, runBenchCore } from './commands/bench-core.js';
-import { benchEarlyExitMarkdown, runBenchEarlyExit } from './commands/bench-early-exit.js';
-import { benchEarlyExitTextMarkdown, runBenchEarlyExitText } from './commands/bench-early-exit-text.js';
-import { convert } from './commands/convert.js';
-import { runDemo } from './commands/demo.js';
-import { addExitsToFile, HEAD_CHOICES } from './commands/early-exit-add.js';
+import { benchEnvelope, benchHead } from './bench-envelope.js';
+import { convert, formatConvertResult } from './commands/convert.js';
+import { QUICK_DEMO, runDemo } from './commands/demo.js';
 import { formatInspection, inspectModel } from './commands/inspect.js';
 import { predict } from './commands/predict.js';
+import type { CliBench, CliContribution, CliIo, CliOption } from './contribution.js';
+import { BUILT_IN_CONTRIBUTIONS, loadContribution, pluginSpecifiers } from './registry.js';
 import { formatFlops } from './report-files.js';
 import { replaceSection } from './timing.js';
+
+const packageJson = createRequire(import.meta.url)('../package.json') as { version: string };
 
 function positiveInt(value: string): number {
   const n = Number(value);
@@ -20,60 +29,76 @@ function positiveInt(value: string): number {
   return n;
 }
 
+function finiteNumber(value: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n)) throw new InvalidArgumentError('expected a number');
+  return n;
+}
+
+const commaList = (value: string) =>
+  value
+    .split(',')
+    .map((item) => item.trim())
+    .filter((item) => item !== '');
+
+const QUANTIZE_CHOICES: QuantizationDType[] = ['uint8', 'uint16', 'float16'];
+
 const backendOption = () =>
   new Option('--backend <name>', 'tfjs backend to run on').choices(BACKEND_NAMES as string[]).default('wasm');
 
-/** Builds the `dynn` command line. `out` and `err` receive what it prints. */
-export function buildProgram(out: (text: string) => void, err: (text: string) => void): Command {
+/** A contribution's plain option as a commander option. */
+function toOption(spec: CliOption): Option {
+  const option = new Option(spec.flags, spec.description);
+  if (spec.parse === 'positive-int') option.argParser(positiveInt);
+  if (spec.parse === 'number') option.argParser(finiteNumber);
+  if (spec.parse === 'list') option.argParser(commaList);
+  if (spec.choices) option.choices(spec.choices as string[]);
+  if (spec.default !== undefined) option.default(spec.default);
+  return option;
+}
+
+function addOptions(command: Command, options: readonly CliOption[] = []): Command {
+  for (const spec of options) command.addOption(toOption(spec));
+  return command;
+}
+
+/** Common options of every `dynn bench ...`. */
+function addBenchOptions(command: Command, section: string): Command {
+  return command
+    .option('--json', 'print the result as JSON (the bench envelope)')
+    .option('--quick', 'a smoke-sized run of a few seconds (CI), not a measurement to quote')
+    .option('--no-progress', 'no progress bar')
+    .option('--update-docs <file>', `write the markdown into this file (between ${section} markers)`);
+}
+
+/**
+ * Builds the `dynn` command line from the built-in commands and the packages' contributions.
+ * `out` and `err` receive what it prints.
+ */
+export function buildProgram(
+  out: (text: string) => void,
+  err: (text: string) => void,
+  contributions: readonly CliContribution[] = BUILT_IN_CONTRIBUTIONS,
+): Command {
+  const io: CliIo = { out, log: (line) => err(`${line}\n`) };
+  // Created lazily: a plugin whose ops clash with another's should fail the command that needs
+  // the runtime, not `--help`.
+  let runtime: Runtime | undefined;
+  const cliRuntime = () => {
+    runtime ??= createRuntime({ plugins: contributions.flatMap((c) => c.plugins ?? []) });
+    return runtime;
+  };
   const program = new Command('dynn')
     .description('dynn: dynamic neural networks for TensorFlow.js')
+    .version(packageJson.version, '-V, --version', 'print the version of dynn')
+    .option('--plugin <module>', 'load the CLI commands of a plugin package (repeatable)')
     .configureOutput({ writeOut: out, writeErr: err })
-    .exitOverride();
+    .exitOverride()
+    // A command's options stop at its subcommand: `dynn demo early-exit --out x` is the
+    // subcommand's --out, not the tour's.
+    .enablePositionalOptions();
 
-  /**
-   * What every bench does with its result: prints the markdown (or the JSON with `--json`) and,
-   * with `--update-docs <file>`, writes the markdown between that bench's markers in the file.
-   */
-  const report = async (
-    opts: { json?: boolean; updateDocs?: string },
-    section: string,
-    markdown: string,
-    result: unknown,
-  ) => {
-    if (opts.updateDocs) {
-      const document = await readFile(opts.updateDocs, 'utf8').catch(() => '# Benchmarks\n');
-      await writeFile(opts.updateDocs, replaceSection(document, section, markdown));
-    }
-    out(opts.json ? `${JSON.stringify(result, null, 2)}\n` : `${markdown}\n`);
-  };
-
-  program
-    .command('demo')
-    .description('train a CNN on Fashion-MNIST, then report accuracy, parameters, FLOPs and throughput')
-    .addOption(backendOption())
-    .option('--epochs <n>', 'training epochs', positiveInt, 2)
-    .option('--batch-size <n>', 'training batch size', positiveInt, 64)
-    .option('--seed <n>', 'seed of weights and shuffling', positiveInt, 1)
-    .option('--out <dir>', 'folder for the report (markdown + SVG)', 'reports/demo')
-    .option('--train-limit <n>', 'train on the first N images only (quick runs)', positiveInt)
-    .option('--test-limit <n>', 'evaluate on the first N test images only (quick runs)', positiveInt)
-    .option('--no-progress', 'no progress bar')
-    .action(async (opts) => {
-      const result = await runDemo({ ...opts, backend: opts.backend as BackendName }, (line) =>
-        err(`${line}\n`),
-      );
-      out(
-        [
-          `test accuracy: ${(result.testAccuracy * 100).toFixed(2)}%`,
-          `parameters: ${result.params.toLocaleString('en-US')}`,
-          `FLOPs per image: ${formatFlops(result.flopsPerImage)}`,
-          `throughput: ${result.imagesPerSecond.toFixed(0)} images/s (batch 256, ${result.backend})`,
-          `training: ${result.trainSeconds.toFixed(1)} s`,
-          `report: ${result.reportDir}`,
-          '',
-        ].join('\n'),
-      );
-    });
+  addDemoCommands(program, contributions, io);
 
   program
     .command('inspect')
@@ -81,7 +106,7 @@ export function buildProgram(out: (text: string) => void, err: (text: string) =>
     .argument('<model.json>', 'dynn model file')
     .option('--json', 'print JSON')
     .action(async (file: string, opts: { json?: boolean }) => {
-      const inspection = await inspectModel(file);
+      const inspection = await inspectModel(cliRuntime(), file);
       out(opts.json ? `${JSON.stringify(inspection, null, 2)}\n` : `${formatInspection(inspection)}\n`);
     });
 
@@ -93,7 +118,7 @@ export function buildProgram(out: (text: string) => void, err: (text: string) =>
     .addOption(backendOption())
     .option('--json', 'print JSON')
     .action(async (file: string, opts: { input: string; backend: BackendName; json?: boolean }) => {
-      const prediction = await predict(file, opts.input, opts.backend);
+      const prediction = await predict(cliRuntime(), file, opts.input, opts.backend);
       if (opts.json) {
         out(`${JSON.stringify(prediction)}\n`);
       } else {
@@ -106,126 +131,146 @@ export function buildProgram(out: (text: string) => void, err: (text: string) =>
   program
     .command('convert')
     .description('convert a tfjs-layers / Keras model.json (+ weight shards) into a dynn model')
-    .argument('<model.json>', 'tfjs-layers model file')
+    .argument('<model.json>', 'tfjs-layers model file (quantized weights included)')
     .argument('<out-dir>', 'folder to write the dynn model to')
-    .action(async (source: string, outDir: string) => {
-      const result = await convert(source, outDir);
-      out(
-        `wrote ${result.file}: ${result.nodes} nodes, ${result.params.toLocaleString('en-US')} parameters\n`,
-      );
+    .addOption(
+      new Option('--quantize <dtype>', 'store the weights quantized, and report size and output change').choices(
+        QUANTIZE_CHOICES,
+      ),
+    )
+    .action(async (source: string, outDir: string, opts: { quantize?: QuantizationDType }) => {
+      const result = await convert(source, outDir, opts.quantize ? { quantize: opts.quantize } : {});
+      out(`${formatConvertResult(result)}\n`);
     });
 
-  program
-    .command('early-exit')
-    .description('early-exit networks: insert exits into a saved model')
-    .command('add')
-    .description('insert early exits into a dynn model and save the multi-exit model')
-    .argument('<model.json>', 'dynn model file')
-    .argument('<out-dir>', 'folder to write the model with exits to')
-    .option('--at <nodes>', 'comma-separated node names to put an exit after')
-    .option('--every <k>', 'an exit after every k-th layer with parameters', positiveInt)
-    .addOption(new Option('--head <kind>', 'exit head').choices(HEAD_CHOICES as string[]).default('linear'))
-    .option('--halting', 'add a learned halting head to every exit')
-    .action(
-      async (
-        source: string,
-        outDir: string,
-        opts: { at?: string; every?: number; head: ExitHeadKind; halting?: boolean },
-      ) => {
-        if ((opts.at === undefined) === (opts.every === undefined)) {
-          throw new InvalidArgumentError('give exactly one of --at <nodes> or --every <k>');
-        }
-        const result = await addExitsToFile(source, outDir, {
-          ...(opts.at ? { at: opts.at.split(',').map((name) => name.trim()) } : {}),
-          ...(opts.every ? { every: opts.every } : {}),
-          head: opts.head,
-          halting: opts.halting ?? false,
-        });
-        out(`wrote ${result.file} with ${result.exits.length} exits: ${result.exits.join(', ')}\n`);
-      },
-    );
+  for (const contribution of contributions) {
+    if (!contribution.commands?.length) continue;
+    const group = program.command(contribution.name).description(contribution.description);
+    for (const spec of contribution.commands) {
+      const command = group.command(spec.name).description(spec.description);
+      for (const argument of spec.arguments ?? []) {
+        command.argument(argument.optional ? `[${argument.name}]` : `<${argument.name}>`, argument.description);
+      }
+      addOptions(command, spec.options).action(async (...values: unknown[]) => {
+        const args = values.slice(0, spec.arguments?.length ?? 0) as (string | undefined)[];
+        await spec.run({ ...io, args, options: command.opts(), runtime: cliRuntime() });
+      });
+    }
+  }
 
-  const bench = program.command('bench').description('measure dynn against its baselines, side by side');
-  bench
-    .command('core')
-    .description(
-      'MLP and demo CNN in dynn vs tfjs-layers on wasm: inference (batch 1, 256) and a training step (batch 64)',
-    )
-    .option('--json', 'print JSON')
-    .option('--warmup <n>', 'untimed runs before timing', positiveInt, 5)
-    .option('--repeats <n>', 'timed runs per case (the median is reported)', positiveInt, 20)
-    .option('--update-docs <file>', 'write the table into this markdown file (between bench:core markers)')
-    .action(async (opts: { json?: boolean; warmup: number; repeats: number; updateDocs?: string }) => {
-      const result = await runBenchCore({ warmup: opts.warmup, repeats: opts.repeats }, (label) =>
-        err(`measuring ${label}\n`),
-      );
-      await report(opts, 'bench:core', benchCoreMarkdown(result), result);
-    });
-  bench
-    .command('early-exit')
-    .description(
-      'a Fashion-MNIST CNN with three exits on wasm: the static network vs the calibrated dynamic one on the test set',
-    )
-    .option('--json', 'print JSON')
-    .option('--epochs <n>', 'training epochs', positiveInt, 2)
-    .option('--out <dir>', 'folder for the Pareto curve (JSON + SVG) and the result', 'reports/early-exit')
-    .option('--no-progress', 'no progress bar')
-    .option(
-      '--update-docs <file>',
-      'write the table into this markdown file (between bench:early-exit markers)',
-    )
-    .action(
-      async (opts: {
-        json?: boolean;
-        epochs: number;
-        out: string;
-        progress: boolean;
-        updateDocs?: string;
-      }) => {
-        const run = await runBenchEarlyExit(
-          { epochs: opts.epochs, out: opts.out, progress: opts.progress },
-          (line) => err(`${line}\n`),
-        );
-        await report(opts, 'bench:early-exit', benchEarlyExitMarkdown(run), run.result);
-      },
-    );
-
-  bench
-    .command('early-exit-text')
-    .description(
-      'a character-level transformer on Austen with an exit after every block sharing one output head, on wasm: bits per character, blocks used, FLOPs and time at three operating points against the static network',
-    )
-    .option('--json', 'print JSON')
-    .option('--steps <n>', 'training steps', positiveInt, 800)
-    .option('--test-windows <n>', 'test windows measured (one next character each)', positiveInt, 2048)
-    .option(
-      '--out <dir>',
-      'folder for result.json, the sweep and the BPC-versus-depth chart',
-      'reports/early-exit-text',
-    )
-    .option('--no-progress', 'no progress bar')
-    .option(
-      '--update-docs <file>',
-      'write the table into this markdown file (between bench:early-exit-text markers)',
-    )
-    .action(
-      async (opts: {
-        json?: boolean;
-        steps: number;
-        testWindows: number;
-        out: string;
-        progress: boolean;
-        updateDocs?: string;
-      }) => {
-        const run = await runBenchEarlyExitText(
-          { steps: opts.steps, testWindows: opts.testWindows, out: opts.out, progress: opts.progress },
-          (line) => err(`${line}\n`),
-        );
-        await report(opts, 'bench:early-exit-text', benchEarlyExitTextMarkdown(run), run.result);
-      },
-    );
-
+  addBenchCommands(program, contributions, io);
   return program;
+}
+
+/** `dynn demo` (the tour, which lists the others) and `dynn demo <package>`. */
+function addDemoCommands(program: Command, contributions: readonly CliContribution[], io: CliIo): void {
+  const withDemo = contributions.filter((c) => c.demo !== undefined);
+  const demo = program
+    .command('demo')
+    .description(
+      `the tour: train a CNN with an early exit on Fashion-MNIST and report accuracy, FLOPs and time; ` +
+        `\`dynn demo <package>\` runs one package's demo (${withDemo.map((c) => c.name).join(', ')})`,
+    )
+    .addOption(backendOption())
+    .option('--epochs <n>', 'training epochs', positiveInt, 2)
+    .option('--batch-size <n>', 'training batch size', positiveInt, 64)
+    .option('--seed <n>', 'seed of weights and shuffling', positiveInt, 1)
+    .option('--out <dir>', 'folder for the report (markdown + SVG)', 'reports/demo')
+    .option('--train-limit <n>', 'train on the first N images only', positiveInt)
+    .option('--test-limit <n>', 'evaluate on the first N test images only', positiveInt)
+    .option('--quick', 'a smoke-sized run of a few seconds')
+    .option('--no-progress', 'no progress bar')
+    .enablePositionalOptions()
+    .action(async (opts) => {
+      const result = await runDemo(
+        { ...opts, ...(opts.quick ? QUICK_DEMO : {}), backend: opts.backend as BackendName },
+        io.log,
+      );
+      io.out(
+        [
+          `test accuracy: ${(result.testAccuracy * 100).toFixed(2)}%`,
+          `parameters: ${result.params.toLocaleString('en-US')}`,
+          `FLOPs per image: ${formatFlops(result.flopsPerImage)}`,
+          `throughput: ${result.imagesPerSecond.toFixed(0)} images/s (batch 256, ${result.backend})`,
+          `training: ${result.trainSeconds.toFixed(1)} s`,
+          `report: ${result.reportDir}`,
+          '',
+          'More demos:',
+          ...withDemo.map((c) => `  dynn demo ${c.name}: ${c.demo!.description}`),
+          '',
+        ].join('\n'),
+      );
+    });
+  for (const contribution of withDemo) {
+    const spec = contribution.demo!;
+    const command = demo
+      .command(contribution.name)
+      .description(spec.description)
+      .option('--quick', 'a smoke-sized run of a few seconds')
+      .option('--no-progress', 'no progress bar');
+    addOptions(command, spec.options).action(async () => {
+      const options = command.opts();
+      await spec.run({
+        ...io,
+        options,
+        quick: options.quick === true,
+        progress: options.progress !== false,
+      });
+    });
+  }
+}
+
+/** `dynn bench <package> [variant]`, each printing or writing the one bench envelope. */
+function addBenchCommands(program: Command, contributions: readonly CliContribution[], io: CliIo): void {
+  const bench = program.command('bench').description('measure dynn against its baselines, side by side');
+  for (const contribution of contributions) {
+    const [main, ...variants] = contribution.benches ?? [];
+    if (main === undefined) continue;
+    const command = benchCommand(
+      bench.command(contribution.name).enablePositionalOptions(),
+      contribution.name,
+      main,
+      io,
+    );
+    for (const variant of variants) {
+      benchCommand(command.command(variant.variant ?? ''), contribution.name, variant, io);
+    }
+  }
+}
+
+function benchCommand(command: Command, name: string, spec: CliBench, io: CliIo): Command {
+  const id = spec.variant ? `${name}/${spec.variant}` : name;
+  const section = `bench:${spec.variant ? `${name}-${spec.variant}` : name}`;
+  addOptions(addBenchOptions(command.description(spec.description), section), spec.options).action(
+    async () => {
+      const options = command.opts() as Record<string, unknown> & {
+        json?: boolean;
+        quick?: boolean;
+        progress?: boolean;
+        updateDocs?: string;
+      };
+      const quick = options.quick === true;
+      let output: Awaited<ReturnType<CliBench['run']>>;
+      try {
+        output = await spec.run({ ...io, options, quick, progress: options.progress !== false && !options.json });
+      } catch (error) {
+        // Machines reading `--json` still get the envelope, with the reason in `error`.
+        if (options.json) io.out(`${JSON.stringify(benchEnvelope(id, quick, { error }), null, 2)}\n`);
+        throw error;
+      }
+      const envelope = benchEnvelope(id, quick, output);
+      const markdown = output.markdown(benchHead(id, quick));
+      if (output.reportDir !== undefined) {
+        await writeFile(join(output.reportDir, 'result.json'), `${JSON.stringify(envelope, null, 2)}\n`);
+      }
+      if (options.updateDocs) {
+        const document = await readFile(options.updateDocs, 'utf8').catch(() => '# Benchmarks\n');
+        await writeFile(options.updateDocs, replaceSection(document, section, markdown));
+      }
+      io.out(options.json ? `${JSON.stringify(envelope, null, 2)}\n` : `${markdown}\n`);
+    },
+  );
+  return command;
 }
 
 /** Runs the CLI with `argv` (as `process.argv`); returns the exit code. */
@@ -236,7 +281,8 @@ export async function main(argv: readonly string[]): Promise<number> {
   const out = (text: string) => process.stdout.write(text);
   const err = (text: string) => process.stderr.write(text);
   try {
-    await buildProgram(out, err).parseAsync([...argv]);
+    const plugins = await Promise.all(pluginSpecifiers(argv).map((specifier) => loadContribution(specifier)));
+    await buildProgram(out, err, [...BUILT_IN_CONTRIBUTIONS, ...plugins]).parseAsync([...argv]);
     return 0;
   } catch (error) {
     const e = error as { code?: string; exitCode?: number; message?: string };

@@ -18,6 +18,7 @@ const dynnSources = {
   '@dynn/core': packageSource('core'),
   '@dynn/early-exit': packageSource('early-exit'),
   '@dynn/datasets': packageSource('datasets'),
+  '@dynn/data-fashion-mnist': packageSource('data-fashion-mnist'),
   '@dynn/testing': packageSource('testing'),
 };
 
@@ -87,6 +88,7 @@ const guide: DefaultTheme.SidebarItem[] = [
       { text: 'Early exits', link: '/early-exit' },
       { text: 'Backends', link: '/backends' },
       { text: 'Architecture', link: '/architecture' },
+      { text: 'Releasing', link: '/releasing' },
     ],
   },
   {
@@ -95,6 +97,7 @@ const guide: DefaultTheme.SidebarItem[] = [
       { text: '@dynn/core', link: '/packages/core' },
       { text: '@dynn/early-exit', link: '/packages/early-exit' },
       { text: '@dynn/datasets', link: '/packages/datasets' },
+      { text: '@dynn/data-fashion-mnist', link: '/packages/data-fashion-mnist' },
       { text: '@dynn/testing', link: '/packages/testing' },
       { text: '@dynn/cli', link: '/packages/cli' },
     ],
@@ -116,6 +119,7 @@ const guide: DefaultTheme.SidebarItem[] = [
       { text: '0001 Monorepo layout and tools', link: '/decisions/0001-monorepo-layout-and-tools' },
       { text: '0002 Core runtime choices', link: '/decisions/0002-core-runtime-choices' },
       { text: '0003 The docs site', link: '/decisions/0003-docs-site' },
+      { text: '0004 Packages as published', link: '/decisions/0004-packages-as-published' },
     ],
   },
 ];

@@ -37,7 +37,7 @@ import {
   saveModel,
   useBackend,
 } from '@dynn/core';
-import { FASHION_MNIST_CLASS_NAMES, type ImageSplit, loadFashionMnist } from '@dynn/datasets';
+import { FASHION_MNIST_CLASS_NAMES, type ImageSplit, loadFashionMnist } from '@dynn/data-fashion-mnist';
 import {
   earlyExit,
   insertExits,

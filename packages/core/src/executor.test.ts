@@ -265,6 +265,72 @@ describeEachBackend('executor', () => {
     model.dispose();
     await expect(model.run(wrongShape)).rejects.toSatisfy((e) => isDynnError(e, 'INVALID_OPTION'));
   });
+
+  it('names NaN inputs by row and element', async () => {
+    const model = createModel(runtime, dynamicGraph());
+    const nan = tf.tensor2d([
+      [1, 2],
+      [3, Number.POSITIVE_INFINITY],
+    ]);
+    await expect(model.run(nan)).rejects.toThrow(
+      /^Input 'x' contains NaN or infinite values: Infinity at row 1 \(element \[1, 1\]\)\. .*checkInputs: false/,
+    );
+    nan.dispose();
+    model.dispose();
+  });
+
+  it('names inputs that are not tensors and refuses empty batches', async () => {
+    const model = createModel(runtime, dynamicGraph());
+    const expectInvalid = (promise: Promise<unknown>, message: RegExp) =>
+      expect(promise).rejects.toSatisfy(
+        (e) => isDynnError(e, 'INVALID_INPUT') && message.test((e as Error).message),
+      );
+    await expectNoLeaks(async () => {
+      await expectInvalid(
+        model.run([[1, 2]] as never),
+        /^Input 'x' is a JavaScript array, not a tf\.Tensor; wrap it with tf\.tensor\(\.\.\.\)\.$/,
+      );
+      await expectInvalid(
+        model.run({ x: [[1, 2]] } as never),
+        /^Input 'x' is a JavaScript array, not a tf\.Tensor/,
+      );
+      await expectInvalid(
+        model.run(new Float32Array([1, 2]) as never),
+        /^Input 'x' is a Float32Array, not a tf\.Tensor; wrap it with tf\.tensor\(values, shape\)/,
+      );
+      await expectInvalid(model.predict(3 as never), /^Input 'x' is a number, not a tf\.Tensor/);
+      await expectInvalid(model.run(undefined as never), /^No inputs given/);
+      await expectInvalid(model.run({ x: null } as never), /^Missing input 'x'/);
+      const empty = tf.zeros([0, 2]);
+      await expectInvalid(
+        model.run(empty),
+        /^Input 'x' is an empty batch \(shape \[0,2\]\): give at least one row/,
+      );
+      await expectInvalid(model.predict(empty), /empty batch/);
+      empty.dispose();
+    });
+    model.dispose();
+
+    const b = new GraphBuilder(runtime);
+    const left = b.input('left', 'float32', ['batch', 2]);
+    const right = b.input('right', 'float32', ['batch', 2]);
+    const two = createModel(
+      runtime,
+      b.build({ y: b.add('test.Scale', left), z: b.add('test.Scale', right) }),
+    );
+    const t = tf.ones([1, 2]);
+    await expectInvalid(
+      two.run([t, t] as never),
+      /^The inputs are a JavaScript array of tensors; pass them by name: \{ left: \.\.\., right: \.\.\. \}/,
+    );
+    await expectInvalid(
+      two.run({ left: t, right: [[1, 2]] } as never),
+      /^Input 'right' is a JavaScript array/,
+    );
+    await expectInvalid(two.run({ left: t, rigth: t }), /^Missing input 'right'.*named left, rigth/);
+    t.dispose();
+    two.dispose();
+  });
 });
 
 it('lets nodes share one tensor by name', async () => {

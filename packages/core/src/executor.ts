@@ -1,11 +1,11 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { DynnError } from './errors.js';
+import { DynnError, notATensor } from './errors.js';
 import { type Attrs, BATCH, type GraphNode } from './ir.js';
 import type { Model } from './model.js';
 import { type OpResult, type RunOptions, resolveAttrs } from './op.js';
 import { type AuxLoss, createOpContext, type OpSideEffects } from './op-context.js';
 import { takeRows } from './ops/basic/tensor-rows.js';
-import { type NodeTensor, nodeTensorSpecs } from './validate.js';
+import { elementAt, firstNonFinite, type NodeTensor, nodeTensorSpecs } from './validate.js';
 
 /** What {@link Model.run} takes. */
 export interface RunRequest {
@@ -119,20 +119,19 @@ export function nodeTensors(model: Model, node: GraphNode) {
 }
 
 /**
- * True when every element is finite. On cpu/wasm the data already lives on the host and a JS scan
- * is cheapest; on GPU backends the check runs on the device and reads back one flag.
+ * The flat index of the first NaN or infinite element, or -1 when every element is finite. On
+ * cpu/wasm the data already lives on the host and a JS scan is cheapest; on GPU backends the check
+ * runs on the device and reads back one flag (the data itself only when something is wrong).
  */
-async function allFinite(t: tf.Tensor): Promise<boolean> {
+async function nonFiniteIndex(t: tf.Tensor): Promise<number> {
   const backend = tf.getBackend();
-  if (backend === 'cpu' || backend === 'wasm') {
-    const values = (await t.data()) as Float32Array;
-    for (let i = 0; i < values.length; i++) if (!Number.isFinite(values[i])) return false;
-    return true;
+  if (backend !== 'cpu' && backend !== 'wasm') {
+    const bad = tf.tidy(() => tf.any(tf.logicalNot(tf.isFinite(t))));
+    const [flag] = await bad.data();
+    bad.dispose();
+    if (!flag) return -1;
   }
-  const bad = tf.tidy(() => tf.any(tf.logicalNot(tf.isFinite(t))));
-  const [flag] = await bad.data();
-  bad.dispose();
-  return !flag;
+  return firstNonFinite((await t.data()) as Float32Array);
 }
 
 /** Checks and names the feeds of a run; returns them with the batch size. */
@@ -142,6 +141,28 @@ export async function prepareFeeds(
   checkValues: boolean,
 ): Promise<{ feeds: Map<string, tf.Tensor>; batchSize: number }> {
   const declared = model.graph.inputs;
+  const names = declared.map((d) => d.name).join(', ');
+  if (!(inputs instanceof tf.Tensor)) {
+    if (inputs === undefined || inputs === null) {
+      throw new DynnError(
+        'INVALID_INPUT',
+        `No inputs given: pass a tf.Tensor${declared.length === 1 ? '' : ' per input'}, or tensors by name (${names}).`,
+      );
+    }
+    if (Array.isArray(inputs) && declared.length > 1 && inputs.every((t) => t instanceof tf.Tensor)) {
+      throw new DynnError(
+        'INVALID_INPUT',
+        `The inputs are a JavaScript array of tensors; pass them by name: { ${declared.map((d) => `${d.name}: ...`).join(', ')} }.`,
+      );
+    }
+    const proto = typeof inputs === 'object' ? Object.getPrototypeOf(inputs) : undefined;
+    if (proto !== Object.prototype && proto !== null) {
+      throw notATensor(
+        declared.length === 1 ? `Input '${declared[0]!.name}'` : `The inputs (${names})`,
+        inputs,
+      );
+    }
+  }
   const given: Record<string, tf.Tensor> =
     inputs instanceof tf.Tensor
       ? declared.length === 1
@@ -149,17 +170,24 @@ export async function prepareFeeds(
         : (() => {
             throw new DynnError(
               'INVALID_INPUT',
-              `The graph has ${declared.length} inputs (${declared.map((d) => d.name).join(', ')}); pass them by name.`,
+              `The graph has ${declared.length} inputs (${names}); pass them by name.`,
             );
           })()
       : inputs;
   const feeds = new Map<string, tf.Tensor>();
   let batchSize: number | undefined;
+  let batchFrom = '';
   for (const info of declared) {
-    const t = given[info.name];
-    if (!(t instanceof tf.Tensor)) {
-      throw new DynnError('INVALID_INPUT', `Missing input '${info.name}' (${info.dtype}[${info.shape}]).`);
+    const t: unknown = given[info.name];
+    if (t === undefined || t === null) {
+      const other = Object.keys(given);
+      throw new DynnError(
+        'INVALID_INPUT',
+        `Missing input '${info.name}' (${info.dtype}[${info.shape}])` +
+          (other.length > 0 ? `; the inputs given are named ${other.join(', ')}.` : '.'),
+      );
     }
+    if (!(t instanceof tf.Tensor)) throw notATensor(`Input '${info.name}'`, t);
     if (t.isDisposed) throw new DynnError('INVALID_INPUT', `Input '${info.name}' was already disposed.`);
     if (t.dtype !== info.dtype) {
       throw new DynnError(
@@ -183,21 +211,33 @@ export async function prepareFeeds(
         );
       }
       batchSize = t.shape[0]!;
+      batchFrom = info.name;
     }
     feeds.set(info.name, t);
   }
   for (const name of Object.keys(given)) {
     if (!feeds.has(name)) {
-      throw new DynnError(
-        'INVALID_INPUT',
-        `Unknown input '${name}'. The graph's inputs are: ${declared.map((d) => d.name).join(', ')}.`,
-      );
+      throw new DynnError('INVALID_INPUT', `Unknown input '${name}'. The graph's inputs are: ${names}.`);
     }
+  }
+  if (batchSize === 0) {
+    throw new DynnError(
+      'INVALID_INPUT',
+      `Input '${batchFrom}' is an empty batch (shape [${feeds.get(batchFrom)!.shape}]): give at least one row, ` +
+        'or skip the call when there is nothing to run.',
+    );
   }
   if (checkValues) {
     for (const [name, t] of feeds) {
-      if (t.dtype !== 'float32' || (await allFinite(t))) continue;
-      throw new DynnError('INVALID_INPUT', `Input '${name}' contains NaN or infinite values.`);
+      if (t.dtype !== 'float32') continue;
+      const index = await nonFiniteIndex(t);
+      if (index < 0) continue;
+      const value = (await t.data())[index];
+      throw new DynnError(
+        'INVALID_INPUT',
+        `Input '${name}' contains NaN or infinite values: ${value} at ${elementAt(index, t.shape)}. Clean ` +
+          'the data, or pass checkInputs: false to skip this check.',
+      );
     }
   }
   return { feeds, batchSize: batchSize ?? 1 };

@@ -1,13 +1,19 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { DynnError } from './errors.js';
+import { DynnError, notATensor } from './errors.js';
+import { checkFinite } from './validate.js';
 
 /** Tensors by name, or one tensor. */
 export type TensorOrMap = tf.Tensor | Record<string, tf.Tensor>;
 
-interface HostTensor {
+/** One tensor of a {@link HostBatches}, as it lies in host memory. */
+export interface HostTensor {
+  /** Its elements, row-major. */
   values: Float32Array | Int32Array | Uint8Array;
+  /** Its shape (rows first). */
   shape: number[];
+  /** Its dtype. */
   dtype: tf.DataType;
+  /** Elements per row. */
   rowSize: number;
 }
 
@@ -28,13 +34,32 @@ export class HostBatches {
     this.size = size;
   }
 
-  /** Reads `data` to the host (async readback). The caller keeps ownership of `data`. */
+  /**
+   * Reads `data` to the host (async readback). The caller keeps ownership of `data`. `what` names
+   * it in errors (`x`, `validationData.y`); a value that is not a tensor is named as such.
+   */
   static async from(data: TensorOrMap, what: string): Promise<HostBatches> {
     const single = data instanceof tf.Tensor;
+    if (!single) {
+      if (data === undefined || data === null) {
+        throw new DynnError('INVALID_INPUT', `${what} is missing: pass a tf.Tensor, or tensors by name.`);
+      }
+      if (typeof data !== 'object' || Array.isArray(data) || ArrayBuffer.isView(data))
+        throw notATensor(what, data);
+    }
     const entries: [string, tf.Tensor][] = single ? [['', data]] : Object.entries(data);
+    if (entries.length === 0) {
+      throw new DynnError(
+        'INVALID_INPUT',
+        `${what} is an empty object: pass a tf.Tensor, or tensors by name.`,
+      );
+    }
     const tensors = new Map<string, HostTensor>();
     let size: number | undefined;
     for (const [name, t] of entries) {
+      if (!(t instanceof tf.Tensor)) throw notATensor(`${what} '${name}'`, t);
+      if (t.isDisposed)
+        throw new DynnError('INVALID_INPUT', `${what}${name ? ` '${name}'` : ''} was already disposed.`);
       if (t.rank === 0)
         throw new DynnError('INVALID_INPUT', `${what}${name ? ` '${name}'` : ''} needs a batch axis.`);
       if (size !== undefined && t.shape[0] !== size) {
@@ -48,6 +73,27 @@ export class HostBatches {
       tensors.set(name, { values, shape: t.shape, dtype: t.dtype, rowSize: t.size / size || 0 });
     }
     return new HostBatches(tensors, single, size ?? 0);
+  }
+
+  /** Names of the tensors (`''` for data given as one tensor). */
+  get names(): string[] {
+    return [...this.tensors.keys()];
+  }
+
+  /** The host copy of one tensor: the only one for data given as one tensor, else by name. */
+  get(name?: string): Readonly<HostTensor> | undefined {
+    return this.single ? this.tensors.get('') : name === undefined ? undefined : this.tensors.get(name);
+  }
+
+  /**
+   * Throws an `INVALID_INPUT` error naming the first NaN or infinite value (which tensor, which
+   * row and element), with `fix` appended. One pass over the host copy; no readback.
+   */
+  checkFinite(what: string, fix: string): void {
+    for (const [name, host] of this.tensors) {
+      if (host.dtype !== 'float32') continue;
+      checkFinite(host.values, host.shape, `${what}${name ? ` '${name}'` : ''}`, fix);
+    }
   }
 
   /** A batch of the given rows, as new tensors (the caller disposes them). */

@@ -5,7 +5,7 @@
  * @packageDocumentation
  */
 export type { BackendName, UseBackendOptions } from './backend.js';
-export { activeBackend, BACKEND_NAMES, useBackend } from './backend.js';
+export { activeBackend, BACKEND_NAMES, ensureBackend, useBackend } from './backend.js';
 export type { AddOptions } from './builder.js';
 export { GraphBuilder } from './builder.js';
 export type { DynnErrorCode, DynnErrorContext } from './errors.js';

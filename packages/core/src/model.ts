@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { assertBackend } from './backend.js';
 import { DynnError } from './errors.js';
 import { type ComputeReport, execute, type RunRequest, type RunResult } from './executor.js';
 import { initTensor } from './initializers.js';
@@ -161,7 +162,10 @@ function makeVariables(
 }
 
 /**
- * Validates `graph` against `runtime` and creates its parameters and state.
+ * Validates `graph` against `runtime` and creates its parameters and state. Needs an active tfjs
+ * backend: without one it throws a `BACKEND_UNAVAILABLE` {@link DynnError} naming
+ * `await useBackend('wasm')` ({@link loadModel} and {@link importLayersModel} start one by
+ * themselves).
  *
  * @example
  * ```ts
@@ -170,6 +174,7 @@ function makeVariables(
  * ```
  */
 export function createModel(runtime: Runtime, graph: Graph, options: CreateModelOptions = {}): Model {
+  assertBackend();
   const values = validateGraph(runtime, graph);
   const seed = options.seed ?? 0;
   const params = makeVariables(graph.params, true, seed, options.weights);

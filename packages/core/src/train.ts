@@ -1,12 +1,22 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { DynnError } from './errors.js';
-import { forwardForTraining } from './executor.js';
+import { DynnError, notATensor } from './errors.js';
+import { forwardForTraining, prepareFeeds } from './executor.js';
 import { ensureGradients } from './gradients.js';
 import { HostBatches, type TensorOrMap } from './host-batches.js';
-import { correctCount, type LossFunction, type LossName, lossFunction } from './losses.js';
-import type { Model } from './model.js';
+import {
+  checkTargetShape,
+  checkTargetValues,
+  correctCount,
+  countInvalidLabels,
+  type LossFunction,
+  type LossName,
+  type LossOutput,
+  lossFunction,
+} from './losses.js';
+import type { Model, RunResult } from './model.js';
 import type { RunOptions } from './op.js';
 import { createRng, shuffledIndices } from './random.js';
+import { checkFinite } from './validate.js';
 
 /** Inputs and targets of a data set: a tensor, or tensors by graph input / output name. */
 export interface Dataset {
@@ -126,9 +136,31 @@ export interface EvaluateOptions {
   options?: RunOptions;
 }
 
-function named(data: TensorOrMap, names: readonly string[]): Record<string, tf.Tensor> {
-  return data instanceof tf.Tensor ? { [names[0]!]: data } : data;
+/** Targets by output name; a value that is not a tensor is named as such. */
+function namedTargets(data: TensorOrMap, names: readonly string[]): Record<string, tf.Tensor> {
+  if (data instanceof tf.Tensor) return { [names[0]!]: data };
+  const proto = typeof data === 'object' && data !== null ? Object.getPrototypeOf(data) : undefined;
+  if (proto !== Object.prototype && proto !== null) throw notATensor('y', data);
+  for (const [name, t] of Object.entries(data))
+    if (!(t instanceof tf.Tensor)) throw notATensor(`y '${name}'`, t);
+  return data;
 }
+
+/** The graph output a named loss applies to (default: the first), checked. */
+function lossOutput(model: Model, name: string | undefined): LossOutput {
+  const outputs = model.graph.outputs;
+  const output = name === undefined ? outputs[0]! : outputs.find((o) => o.name === name);
+  if (output === undefined) {
+    throw new DynnError(
+      'INVALID_OPTION',
+      `No graph output '${name}'. Outputs: ${outputs.map((o) => o.name).join(', ')}.`,
+    );
+  }
+  return { name: output.name, shape: output.shape };
+}
+
+/** What fit says of NaN or infinite values found in the data. */
+const DATA_FIX = 'The data, not the learning rate, is at fault: drop or impute those values before training.';
 
 function clip(grads: tf.NamedTensorMap, clipNorm?: number, clipValue?: number): tf.NamedTensorMap {
   if (clipNorm === undefined && clipValue === undefined) return grads;
@@ -190,6 +222,7 @@ export class Trainer {
   private readonly trainable: ReadonlySet<tf.Variable>;
   private readonly objective: Objective;
   private readonly output: string;
+  private readonly lossOutput: LossOutput;
   private readonly namedLoss: LossFunction | undefined;
   private readonly options: TrainerOptions;
   /** True when the objective is a classification loss (accuracy is counted). */
@@ -197,17 +230,11 @@ export class Trainer {
 
   /** A trainer for `model`; without an `optimizer` it creates (and owns) an Adam with rate 1e-3. */
   constructor(model: Model, options: TrainerOptions = {}) {
-    const outputNames = model.graph.outputs.map((o) => o.name);
     this.model = model;
     this.options = options;
     this.objective = options.loss ?? 'sparseCategoricalCrossentropy';
-    this.output = options.output ?? outputNames[0]!;
-    if (!outputNames.includes(this.output)) {
-      throw new DynnError(
-        'INVALID_OPTION',
-        `No graph output '${this.output}'. Outputs: ${outputNames.join(', ')}.`,
-      );
-    }
+    this.lossOutput = lossOutput(model, options.output);
+    this.output = this.lossOutput.name;
     this.namedLoss =
       typeof this.objective === 'string'
         ? lossFunction(this.objective, options.fromLogits ?? true)
@@ -226,24 +253,36 @@ export class Trainer {
   /**
    * One step on a batch. `seed` drives the ops' randomness (dropout...). The caller keeps
    * ownership of `x` and `y`.
+   *
+   * Inputs and the shape of the targets are checked before the step (no readback). Labels out of
+   * range for a sparse loss and NaN or infinite values are found with the loss's readback, after
+   * the update was applied: {@link fit} checks its whole data set once before training instead.
    */
   async step(x: TensorOrMap, y: TensorOrMap, seed = 0): Promise<StepResult> {
     const model = this.model;
-    const feeds = new Map(
-      Object.entries(
-        named(
-          x,
-          model.graph.inputs.map((i) => i.name),
-        ),
-      ),
-    );
-    const targets = named(
+    const { feeds } = await prepareFeeds(model, x, false);
+    const targets = namedTargets(
       y,
       model.graph.outputs.map((o) => o.name),
     );
+    const loss = typeof this.objective === 'string' ? this.objective : undefined;
+    let target: tf.Tensor | undefined;
+    const yLabel = y instanceof tf.Tensor ? 'y' : `y '${this.output}'`;
+    if (loss !== undefined) {
+      target = targets[this.output];
+      if (target === undefined) {
+        throw new DynnError(
+          'INVALID_INPUT',
+          `y has no targets for output '${this.output}'; it holds ${Object.keys(targets).join(', ') || 'none'}.`,
+        );
+      }
+      checkTargetShape(loss, target.shape, this.lossOutput, yLabel);
+    }
+    const sparse = loss === 'sparseCategoricalCrossentropy';
     const auxWeight = this.options.auxLossWeight ?? 1;
     let stateUpdates = new Map<tf.Variable, tf.Tensor>();
     let correct: tf.Scalar | undefined;
+    let invalid: tf.Scalar | undefined;
     await ensureGradients();
     try {
       const { value, grads } = tf.variableGrads(() => {
@@ -252,12 +291,11 @@ export class Trainer {
         });
         stateUpdates = forward.stateUpdates;
         let loss: tf.Scalar;
-        if (this.namedLoss) {
-          const target = targets[this.output];
-          if (target === undefined)
-            throw new DynnError('INVALID_INPUT', `y has no targets for output '${this.output}'.`);
-          loss = this.namedLoss(forward.outputs[this.output]!, target);
-          if (this.classifies) correct = tf.keep(correctCount(forward.outputs[this.output]!, target));
+        if (this.namedLoss && target !== undefined) {
+          const prediction = forward.outputs[this.output]!;
+          loss = this.namedLoss(prediction, target);
+          if (this.classifies) correct = tf.keep(correctCount(prediction, target, sparse));
+          if (sparse) invalid = tf.keep(countInvalidLabels(target, prediction.shape.at(-1)!));
         } else {
           loss = (this.objective as Exclude<Objective, LossName>)(forward.outputs, targets);
         }
@@ -269,23 +307,50 @@ export class Trainer {
       if (clipped !== grads) tf.dispose(clipped);
       tf.dispose(grads);
       for (const [variable, update] of stateUpdates) variable.assign(update);
-      // One readback for the loss and the correct count: each readback is a sync point.
-      const summary = correct ? tf.stack([value, correct]) : value;
-      const [loss, right] = await summary.data();
+      // One readback for the loss, the correct count and the count of invalid labels: each
+      // readback is a sync point.
+      const counts = [correct, invalid].filter((t) => t !== undefined);
+      const summary = counts.length > 0 ? tf.stack([value, ...counts]) : value;
+      const read = await summary.data();
       tf.dispose([value, summary]);
-      if (!Number.isFinite(loss)) {
-        throw new DynnError(
-          'INVALID_INPUT',
-          `The loss became ${loss}: lower the learning rate or clip gradients.`,
-        );
+      const lossValue = read[0]!;
+      if (invalid !== undefined && read[correct ? 2 : 1]! > 0) {
+        checkTargetValues(loss!, await target!.data(), target!.shape, this.lossOutput, yLabel);
+        throw new DynnError('INVALID_INPUT', `${yLabel} holds labels outside the output's classes.`);
       }
-      const result: StepResult = { loss: loss! };
-      if (correct) result.correct = right!;
+      if (!Number.isFinite(lossValue)) await this.explainNonFinite(x, y, feeds, targets, lossValue);
+      const result: StepResult = { loss: lossValue };
+      if (correct) result.correct = read[1]!;
       return result;
     } finally {
       tf.dispose([...stateUpdates.values()]);
       correct?.dispose();
+      invalid?.dispose();
     }
+  }
+
+  /**
+   * Throws the error for a NaN or infinite loss: naming the data when x or y holds such values
+   * (read back only now, on the failure path), else pointing at the learning rate.
+   */
+  private async explainNonFinite(
+    x: TensorOrMap,
+    y: TensorOrMap,
+    feeds: ReadonlyMap<string, tf.Tensor>,
+    targets: Record<string, tf.Tensor>,
+    loss: number,
+  ): Promise<never> {
+    const check = async (t: tf.Tensor, label: string) => {
+      if (t.dtype === 'float32') checkFinite(await t.data(), t.shape, label, DATA_FIX);
+    };
+    for (const [name, t] of feeds) await check(t, x instanceof tf.Tensor ? 'x' : `x '${name}'`);
+    for (const [name, t] of Object.entries(targets))
+      await check(t, y instanceof tf.Tensor ? 'y' : `y '${name}'`);
+    throw new DynnError(
+      'INVALID_INPUT',
+      `The loss became ${loss} although x and y are finite: training diverged. Lower the learning rate, ` +
+        'or clip gradients with clipNorm or clipValue.',
+    );
   }
 
   /** Sets the learning rate of the trainer's optimizer (tfjs built-in optimizers). */
@@ -315,11 +380,30 @@ export async function fit(model: Model, data: Dataset, options: FitOptions = {})
   const batchSize = options.batchSize ?? 32;
   checkPositiveInt(epochs, 'epochs');
   checkPositiveInt(batchSize, 'batchSize');
-  const xs = await HostBatches.from(data.x, 'x');
-  const ys = await HostBatches.from(data.y, 'y');
-  if (xs.size !== ys.size)
-    throw new DynnError('INVALID_INPUT', `x has ${xs.size} rows but y has ${ys.size}.`);
-  if (xs.size === 0) throw new DynnError('INVALID_INPUT', 'The training data has no rows.');
+  // The data is read to the host and checked once, before any step: labels, shapes and values.
+  const output = lossOutput(model, options.output);
+  const named = typeof options.loss === 'function' ? undefined : options.loss;
+  const { xs, ys } = await readDataset(
+    data,
+    '',
+    typeof options.loss === 'function'
+      ? undefined
+      : { loss: named ?? 'sparseCategoricalCrossentropy', output },
+  );
+  // Validation measures a named loss (sparse cross-entropy for a custom objective): checked as such.
+  const validation = options.validationData
+    ? await readDataset(options.validationData, 'validationData.', {
+        loss: named ?? 'sparseCategoricalCrossentropy',
+        output,
+      })
+    : undefined;
+  const evaluateOptions: EvaluateOptions = {
+    batchSize: Math.max(batchSize, 256),
+    fromLogits: options.fromLogits ?? true,
+  };
+  if (options.output) evaluateOptions.output = options.output;
+  if (typeof options.loss === 'string') evaluateOptions.loss = options.loss;
+  if (options.options) evaluateOptions.options = options.options;
   const trainer = new Trainer(model, options);
   const rng = createRng(options.seed ?? 0);
   const history: History = { epochs: [] };
@@ -360,15 +444,8 @@ export async function fit(model: Model, data: Dataset, options: FitOptions = {})
       }
       const logs: EpochLogs = { epoch, loss: lossSum / xs.size, seconds: 0 };
       if (trainer.classifies) logs.accuracy = correct / xs.size;
-      if (options.validationData) {
-        const evaluateOptions: EvaluateOptions = {
-          batchSize: Math.max(batchSize, 256),
-          fromLogits: options.fromLogits ?? true,
-        };
-        if (options.output) evaluateOptions.output = options.output;
-        if (typeof options.loss === 'string') evaluateOptions.loss = options.loss;
-        if (options.options) evaluateOptions.options = options.options;
-        const val = await evaluate(model, options.validationData, evaluateOptions);
+      if (validation) {
+        const val = await evaluateHost(model, validation.xs, validation.ys, evaluateOptions);
         logs.valLoss = val.loss;
         if (val.accuracy !== undefined) logs.valAccuracy = val.accuracy;
       }
@@ -388,6 +465,50 @@ function disposeAll(data: TensorOrMap): void {
 }
 
 /**
+ * Reads a data set to the host and checks it once: x and y are tensors with the same number of
+ * rows (at least one), hold no NaN or infinite value, and, for a named loss, the targets fit the
+ * output's shape and classes. `prefix` names the data set in messages (`validationData.`).
+ */
+async function readDataset(
+  data: Dataset,
+  prefix: string,
+  targets: { loss: LossName; output: LossOutput } | undefined,
+): Promise<{ xs: HostBatches; ys: HostBatches }> {
+  if (typeof data !== 'object' || data === null || Array.isArray(data)) {
+    throw new DynnError(
+      'INVALID_INPUT',
+      `${prefix ? prefix.slice(0, -1) : 'The data'} must be an object { x, y } of tf.Tensors.`,
+    );
+  }
+  const xs = await HostBatches.from(data.x, `${prefix}x`);
+  const ys = await HostBatches.from(data.y, `${prefix}y`);
+  if (xs.size !== ys.size)
+    throw new DynnError('INVALID_INPUT', `${prefix}x has ${xs.size} rows but ${prefix}y has ${ys.size}.`);
+  if (xs.size === 0) {
+    throw new DynnError(
+      'INVALID_INPUT',
+      `${prefix}x and ${prefix}y have no rows (an empty batch): give at least one row.`,
+    );
+  }
+  xs.checkFinite(`${prefix}x`, DATA_FIX);
+  ys.checkFinite(`${prefix}y`, DATA_FIX);
+  if (targets !== undefined) {
+    const { loss, output } = targets;
+    const host = ys.get(output.name);
+    if (host === undefined) {
+      throw new DynnError(
+        'INVALID_INPUT',
+        `${prefix}y has no targets for output '${output.name}'; it holds ${ys.names.join(', ')}.`,
+      );
+    }
+    const what = ys.names[0] === '' ? `${prefix}y` : `${prefix}y '${output.name}'`;
+    checkTargetShape(loss, host.shape, output, what);
+    checkTargetValues(loss, host.values, host.shape, output, what);
+  }
+  return { xs, ys };
+}
+
+/**
  * Measures loss and (for classification) accuracy of a model on a data set, batch by batch,
  * through the inference executor (so dynamic run options apply).
  */
@@ -401,16 +522,24 @@ export async function evaluate(
   /** Fraction of rows classified right (classification losses only). */
   accuracy?: number;
 }> {
+  checkPositiveInt(options.batchSize ?? 256, 'batchSize');
+  const name = options.loss ?? 'sparseCategoricalCrossentropy';
+  const { xs, ys } = await readDataset(data, '', { loss: name, output: lossOutput(model, options.output) });
+  return evaluateHost(model, xs, ys, options);
+}
+
+/** {@link evaluate} on data already read to the host and checked. */
+async function evaluateHost(
+  model: Model,
+  xs: HostBatches,
+  ys: HostBatches,
+  options: EvaluateOptions,
+): Promise<{ loss: number; accuracy?: number }> {
   const batchSize = options.batchSize ?? 256;
-  checkPositiveInt(batchSize, 'batchSize');
   const name = options.loss ?? 'sparseCategoricalCrossentropy';
   const loss = lossFunction(name, options.fromLogits ?? true);
   const classifies = name !== 'meanSquaredError';
   const output = options.output ?? model.graph.outputs[0]!.name;
-  const xs = await HostBatches.from(data.x, 'x');
-  const ys = await HostBatches.from(data.y, 'y');
-  if (xs.size !== ys.size)
-    throw new DynnError('INVALID_INPUT', `x has ${xs.size} rows but y has ${ys.size}.`);
   let lossSum = 0;
   let correct = 0;
   for (let start = 0; start < xs.size; start += batchSize) {
@@ -418,21 +547,27 @@ export async function evaluate(
     const x = xs.batch(rows);
     const y = ys.batch(rows);
     const target = y instanceof tf.Tensor ? y : y[output]!;
-    const result = await model.run(x, {
-      report: false,
-      outputs: [output],
-      ...(options.options ? { options: options.options } : {}),
-    });
+    let result: RunResult | undefined;
     try {
+      // The values were checked once on the host: no per-batch readback.
+      result = await model.run(x, {
+        report: false,
+        checkInputs: false,
+        outputs: [output],
+        ...(options.options ? { options: options.options } : {}),
+      });
+      const prediction = result.outputs[output]!;
       const [l, c] = tf.tidy(() => [
-        loss(result.outputs[output]!, target),
-        classifies ? correctCount(result.outputs[output]!, target) : tf.scalar(0),
+        loss(prediction, target),
+        classifies
+          ? correctCount(prediction, target, name === 'sparseCategoricalCrossentropy')
+          : tf.scalar(0),
       ]);
       lossSum += (await l!.data())[0]! * rows.length;
       correct += (await c!.data())[0]!;
       tf.dispose([l!, c!]);
     } finally {
-      tf.dispose([...Object.values(result.outputs), ...result.losses.map((a) => a.value)]);
+      if (result) tf.dispose([...Object.values(result.outputs), ...result.losses.map((a) => a.value)]);
       disposeAll(x);
       disposeAll(y);
     }

@@ -158,3 +158,44 @@ export function validateGraph(runtime: Runtime, graph: Graph, file?: string): Ma
   checkTensors('state', graph.state, state, file);
   return values;
 }
+
+/** @internal Index of the first NaN or ±Infinity in `values`, or -1. One pass, no allocation. */
+export function firstNonFinite(values: ArrayLike<number>): number {
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i]!;
+    // v - v is 0 for every finite number and NaN for NaN and ±Infinity.
+    if (v - v !== 0) return i;
+  }
+  return -1;
+}
+
+/** @internal Where flat element `index` of a tensor of `shape` lies, in words: `row 3 (element [3, 1])`. */
+export function elementAt(index: number, shape: readonly number[]): string {
+  if (shape.length === 0) return 'its only element';
+  if (shape.length === 1) return `row ${index}`;
+  const coords = new Array<number>(shape.length);
+  let rest = index;
+  for (let d = shape.length - 1; d >= 0; d--) {
+    coords[d] = rest % shape[d]!;
+    rest = Math.floor(rest / shape[d]!);
+  }
+  return `row ${coords[0]} (element [${coords.join(', ')}])`;
+}
+
+/**
+ * @internal Throws an `INVALID_INPUT` error naming the first NaN or infinite value of `values`
+ * (a tensor of `shape` called `label`), followed by `fix`. Does nothing when all are finite.
+ */
+export function checkFinite(
+  values: ArrayLike<number>,
+  shape: readonly number[],
+  label: string,
+  fix: string,
+): void {
+  const index = firstNonFinite(values);
+  if (index < 0) return;
+  throw new DynnError(
+    'INVALID_INPUT',
+    `${label} contains NaN or infinite values: ${values[index]} at ${elementAt(index, shape)}. ${fix}`,
+  );
+}

@@ -9,7 +9,6 @@ describe('listDatasets', () => {
   it('finds every bundled set present and intact in the package', async () => {
     const sets = await listDatasets();
     expect(sets.map((set) => set.name)).toEqual([
-      'fashion-mnist',
       'digits',
       'austen',
       'uci-messages',
@@ -17,9 +16,7 @@ describe('listDatasets', () => {
       'movielens',
     ]);
     expect(sets.every((set) => set.present && set.valid)).toBe(true);
-    expect(sets[0]!.fileStatus[0]!.location).toMatch(
-      /data[/\\]fashion-mnist[/\\]train-images-idx3-ubyte\.gz$/,
-    );
+    expect(sets[0]!.fileStatus[0]!.location).toMatch(/datasets[/\\]data[/\\]digits\.csv\.gz$/);
   });
 
   it('covers every bundled file exactly once', () => {

@@ -1,4 +1,4 @@
-/** The SHA-256 checksums a bundled data file must match. */
+/** The SHA-256 checksums a shipped data file must match. */
 export interface DataFileChecksums {
   /** Of the gzipped file as shipped (the line in `data/SHA256SUMS`). */
   gzipped: string;
@@ -31,23 +31,36 @@ export const DATA_FILES = {
     gzipped: 'c7a8fe5e6048fdb4fa50eac126d55e1618d15bc74cd99b38965881cc6486c4f4',
     contents: '22b08170d37407697764acabc1b8b361ffad2d71c7c9dc002d3702548c0ca8e1',
   },
-  'fashion-mnist/t10k-images-idx3-ubyte.gz': {
-    gzipped: 'cc1d090a38ace84dfa1aa66e3ada7c336ef481a96936906477e6dd344da56eaa',
-    contents: '5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b',
-  },
-  'fashion-mnist/t10k-labels-idx1-ubyte.gz': {
-    gzipped: '8d3605d196f4be44669e46906da9733c8131fef761fdbfec72c424d5222f1a05',
-    contents: '0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34',
-  },
-  'fashion-mnist/train-images-idx3-ubyte.gz': {
-    gzipped: 'b0564c3eedabfbf835052cff8503ea422014ce006caf5b757f851416ee8300c7',
-    contents: 'c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888',
-  },
-  'fashion-mnist/train-labels-idx1-ubyte.gz': {
-    gzipped: '0ae29f65d86684f32d1b9c85147786c547b9c6aebcaf235f0400a0cce308b056',
-    contents: 'bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9',
-  },
 } as const satisfies Record<string, DataFileChecksums>;
 
 /** Path of a bundled data file, relative to the package's `data/` folder. */
 export type DataFileName = keyof typeof DATA_FILES;
+
+/**
+ * A package's `data/` folder as the loaders see it: the package that ships it (named in error
+ * messages), the checksum of every file in it, and where it is in Node. `@dynn/datasets`
+ * describes its own folder with one; a data package such as `@dynn/data-fashion-mnist` passes its
+ * own to {@link readBundledFile} and so reads, checks and reports its files the same way.
+ */
+export interface DataBundle<File extends string = string> {
+  /** The npm package that ships the files, e.g. `@dynn/datasets`: messages say to reinstall it. */
+  packageName: string;
+  /** The checksums of every file, by path relative to the `data/` folder. */
+  files: Readonly<Record<File, DataFileChecksums>>;
+  /**
+   * Node: the package's own `data/` folder, read when the caller gives no location. Called on
+   * first use; typically `new URL(folder, import.meta.url)` in the package's module.
+   */
+  dataFolder(): URL;
+}
+
+// Relative to this module: `src/` in the repository, `dist/` once built. Kept in a variable so
+// that bundlers do not mistake it for an asset reference.
+const PACKAGE_DATA_FOLDER = '../data/';
+
+/** `@dynn/datasets`'s own data folder. */
+export const DATASETS_BUNDLE: DataBundle<DataFileName> = {
+  packageName: '@dynn/datasets',
+  files: DATA_FILES,
+  dataFolder: () => new URL(PACKAGE_DATA_FOLDER, import.meta.url),
+};

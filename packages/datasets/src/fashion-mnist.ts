@@ -1,119 +1,18 @@
-import { DynnError } from '@dynn/core';
-import { type Tensor1D, type Tensor4D, tensor1d, tensor4d } from '@tensorflow/tfjs-core';
 import type { DataLocation } from './byte-source.js';
-import type { DataFileName } from './data-manifest.js';
-import { parseIdx } from './idx.js';
-import { readDataFile } from './read-data-file.js';
-
-/** Fashion-MNIST's ten classes; a label is an index into this list. */
-export const FASHION_MNIST_CLASS_NAMES: readonly string[] = [
-  'T-shirt/top',
-  'Trouser',
-  'Pullover',
-  'Dress',
-  'Coat',
-  'Sandal',
-  'Shirt',
-  'Sneaker',
-  'Bag',
-  'Ankle boot',
-];
-
-/** Tensors made by {@link ImageSplit.toTensors}; the caller disposes them. */
-export interface ImageTensors {
-  /** `[count, height, width, 1]` float32 pixels scaled to [0, 1]. */
-  images: Tensor4D;
-  /** `[count]` int32 class labels. */
-  labels: Tensor1D;
-}
-
-/** One split of an image set: grey images and their labels. */
-export interface ImageSplit {
-  /** Number of images. */
-  count: number;
-  /** Image height in pixels. */
-  height: number;
-  /** Image width in pixels. */
-  width: number;
-  /** `count * height * width` pixels, 0 (background) to 255, image after image, row-major. */
-  images: Uint8Array;
-  /** `count` class labels, indices into the class names. */
-  labels: Uint8Array;
-  /** The split as tfjs tensors (see {@link ImageTensors}); the caller disposes them. */
-  toTensors(): ImageTensors;
-}
-
-/** Fashion-MNIST with its official split. */
-export interface FashionMnist {
-  /** The 60,000 training images; carve any validation set out of these. */
-  train: ImageSplit;
-  /** The 10,000 test images, 1,000 per class. */
-  test: ImageSplit;
-  /** Class names by label, see {@link FASHION_MNIST_CLASS_NAMES}. */
-  classNames: readonly string[];
-}
-
-function imageTensors(split: ImageSplit): ImageTensors {
-  const pixels = new Float32Array(split.images.length);
-  for (let i = 0; i < pixels.length; i++) pixels[i] = split.images[i]! / 255;
-  return {
-    images: tensor4d(pixels, [split.count, split.height, split.width, 1], 'float32'),
-    labels: tensor1d(Int32Array.from(split.labels), 'int32'),
-  };
-}
-
-async function loadSplit(
-  imagesFile: DataFileName,
-  labelsFile: DataFileName,
-  location: DataLocation,
-): Promise<ImageSplit> {
-  const [imageBytes, labelBytes] = await Promise.all([
-    readDataFile(imagesFile, location),
-    readDataFile(labelsFile, location),
-  ]);
-  const images = parseIdx(imageBytes, imagesFile);
-  const labels = parseIdx(labelBytes, labelsFile);
-  const [count = 0, height = 0, width = 0] = images.shape;
-  if (images.shape.length !== 3 || labels.shape.length !== 1 || labels.shape[0] !== count) {
-    throw new DynnError(
-      'DATA_CORRUPT',
-      `Data files '${imagesFile}' and '${labelsFile}' do not match: images have shape ` +
-        `[${images.shape.join(', ')}], labels [${labels.shape.join(', ')}]. Reinstall @dynn/datasets.`,
-      { file: imagesFile },
-    );
-  }
-  const split: ImageSplit = {
-    count,
-    height,
-    width,
-    images: images.data,
-    labels: labels.data,
-    toTensors: () => imageTensors(split),
-  };
-  return split;
-}
+import { dataPackageMissing } from './catalog.js';
 
 /**
- * Loads Fashion-MNIST (Zalando Research, MIT): 28x28 grey images of clothing in ten classes,
- * with the official 60,000/10,000 train/test split. Checks every file's SHA-256 first; throws a
- * `DATA_MISSING` or `DATA_CORRUPT` `DynnError` naming the file when one is absent or damaged.
+ * Fashion-MNIST is not bundled with `@dynn/datasets`: at 30 MB it ships in its own package.
+ * Install it (`npm install @dynn/data-fashion-mnist`) and import `loadFashionMnist` from
+ * `@dynn/data-fashion-mnist`. This stand-in always rejects with a `DATA_MISSING` `DynnError`
+ * giving that command.
  *
+ * @deprecated Import `loadFashionMnist` from `@dynn/data-fashion-mnist` instead.
  * @example
  * ```ts
- * const { train, test, classNames } = await loadFashionMnist();
- * const { images, labels } = test.toTensors(); // [10000, 28, 28, 1] and [10000]
- * images.dispose();
- * labels.dispose();
+ * import { loadFashionMnist } from '@dynn/data-fashion-mnist'; // not from '@dynn/datasets'
  * ```
  */
-export async function loadFashionMnist(location: DataLocation = {}): Promise<FashionMnist> {
-  const [train, test] = await Promise.all([
-    loadSplit(
-      'fashion-mnist/train-images-idx3-ubyte.gz',
-      'fashion-mnist/train-labels-idx1-ubyte.gz',
-      location,
-    ),
-    loadSplit('fashion-mnist/t10k-images-idx3-ubyte.gz', 'fashion-mnist/t10k-labels-idx1-ubyte.gz', location),
-  ]);
-  return { train, test, classNames: FASHION_MNIST_CLASS_NAMES };
+export async function loadFashionMnist(_location?: DataLocation): Promise<never> {
+  throw dataPackageMissing('fashion-mnist');
 }

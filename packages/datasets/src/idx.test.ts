@@ -43,3 +43,13 @@ describe('parseIdx', () => {
     expect((caught as Error).message).toMatch(reason);
   });
 });
+
+describe('parseIdx messages', () => {
+  it('say to reinstall the package that ships the file', () => {
+    const bytes = idxBytes([3], [7, 8]);
+    expect(() => parseIdx(bytes, 'x.idx')).toThrow(/Reinstall @dynn\/datasets/);
+    expect(() => parseIdx(bytes, 'x.idx', '@dynn/data-fashion-mnist')).toThrow(
+      /Reinstall @dynn\/data-fashion-mnist to restore the original file/,
+    );
+  });
+});

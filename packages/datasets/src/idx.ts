@@ -13,13 +13,24 @@ const UNSIGNED_BYTE = 0x08;
 /**
  * Reads an unsigned-byte IDX file: a 4-byte magic (two zero bytes, the type code, the number of
  * dimensions), each dimension as a big-endian 32-bit integer, then the data. Throws a
- * `DATA_CORRUPT` {@link DynnError} naming `file` when the header does not match the bytes.
+ * `DATA_CORRUPT` {@link DynnError} naming `file` when the header does not match the bytes; its
+ * message says to reinstall `packageName`, the package that ships the file.
+ *
+ * @example
+ * ```ts
+ * const bytes = await readBundledFile(bundle, 't10k-labels-idx1-ubyte.gz');
+ * const { shape, data } = parseIdx(bytes, 't10k-labels-idx1-ubyte.gz', bundle.packageName);
+ * ```
  */
-export function parseIdx(bytes: Uint8Array<ArrayBuffer>, file: string): IdxArray {
+export function parseIdx(
+  bytes: Uint8Array<ArrayBuffer>,
+  file: string,
+  packageName = '@dynn/datasets',
+): IdxArray {
   const fail = (what: string): never => {
     throw new DynnError(
       'DATA_CORRUPT',
-      `Data file '${file}' is not a valid IDX file: ${what}. Reinstall @dynn/datasets to restore the original file.`,
+      `Data file '${file}' is not a valid IDX file: ${what}. Reinstall ${packageName} to restore the original file.`,
       { file },
     );
   };

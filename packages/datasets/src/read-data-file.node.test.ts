@@ -7,7 +7,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sha256Hex } from './checksum.js';
 import { DATA_FILES } from './data-manifest.js';
 import { loadDigits } from './digits.js';
-import { loadFashionMnist } from './fashion-mnist.js';
 import { gunzip } from './gunzip.js';
 
 const packageData = fileURLToPath(new URL('../data/', import.meta.url));
@@ -65,14 +64,6 @@ describe('loading from dataDir', () => {
     );
     expect(error.message).toContain('Reinstall @dynn/datasets');
     expect(error.context.file).toBe(join(dataDir, 'digits.csv.gz'));
-  });
-
-  it('names the missing file of a set in a subfolder', async () => {
-    const error = await failure(loadFashionMnist({ dataDir }));
-    expect(isDynnError(error, 'DATA_MISSING')).toBe(true);
-    expect(error.message).toMatch(
-      /Data file 'fashion-mnist\/(train|t10k)-(images-idx3|labels-idx1)-ubyte\.gz'/,
-    );
   });
 
   it('fails on a tampered file with DATA_CORRUPT giving its checksum and the expected one', async () => {

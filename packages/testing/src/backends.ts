@@ -8,15 +8,18 @@ export function inBrowser(): boolean {
 
 /**
  * The backends tests run on in this environment: `cpu` and `wasm` in Node; `webgl`, `webgpu` and
- * `wasm` in a browser. In Node, `DYNN_TEST_BACKENDS=wasm` (comma-separated) narrows the list.
+ * `wasm` in a browser. In Node, `DYNN_TEST_BACKENDS` (comma-separated) chooses among `cpu`,
+ * `wasm` and `webgpu` instead: `DYNN_TEST_BACKENDS=wasm` narrows the list, and
+ * `DYNN_TEST_BACKENDS=webgpu` runs on WebGPU through Dawn (the `webgpu` package; @dynn/core's
+ * `useBackend` says which environment it needs).
  */
 export function testBackends(): BackendName[] {
   if (inBrowser()) return ['webgl', 'webgpu', 'wasm'];
-  const all: BackendName[] = ['cpu', 'wasm'];
   const requested = typeof process !== 'undefined' ? process.env.DYNN_TEST_BACKENDS : undefined;
-  if (!requested) return all;
+  if (!requested) return ['cpu', 'wasm'];
   const wanted = requested.split(',').map((name) => name.trim());
-  return all.filter((name) => wanted.includes(name));
+  const available: BackendName[] = ['cpu', 'wasm', 'webgpu'];
+  return available.filter((name) => wanted.includes(name));
 }
 
 /** True for backends that compute on a GPU (and so get looser tolerances). */

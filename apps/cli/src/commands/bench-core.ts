@@ -1,8 +1,8 @@
-import { cpus } from 'node:os';
 import { createModel, createRuntime, type Graph, type Model, Trainer, useBackend } from '@dynn/core';
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { DEMO_CNN_FILTERS, demoCnnGraph, mlpGraph } from '../demo-models.js';
+import { type BenchHead, measuredOn } from '../bench-envelope.js';
 import { markdownTable } from '../report-files.js';
 import { type TimingOptions, timeMedian, timeSideBySide } from '../timing.js';
 
@@ -16,11 +16,8 @@ export interface BenchCoreRow {
   tfjs_error: string | null;
 }
 
-/** What `dynn bench core --json` prints. */
+/** The fields `dynn bench core --json` adds to the bench envelope. */
 export interface BenchCoreResult {
-  backend: string;
-  date: string;
-  machine: string;
   results: BenchCoreRow[];
 }
 
@@ -143,19 +140,14 @@ export async function runBenchCore(
     twin.dispose();
     model.dispose();
   }
-  return {
-    backend: tf.getBackend(),
-    date: new Date().toISOString().slice(0, 10),
-    machine: `${cpus().length} x ${cpus()[0]?.model ?? 'unknown CPU'}, Node ${process.version}`,
-    results: rows,
-  };
+  return { results: rows };
 }
 
 /** The results as the markdown table docs/benchmarks.md shows. */
-export function benchCoreMarkdown(result: BenchCoreResult): string {
+export function benchCoreMarkdown(result: BenchCoreResult, head: BenchHead): string {
   const ms = (v: number) => v.toFixed(v < 10 ? 2 : 1);
   return [
-    `Measured ${result.date} on ${result.machine}, backend \`${result.backend}\`; medians after warm-up.`,
+    `${measuredOn(head)}; medians after warm-up.`,
     '',
     markdownTable(
       ['model', 'case', 'dynn (ms)', 'tfjs-layers (ms)', 'dynn / tfjs-layers'],

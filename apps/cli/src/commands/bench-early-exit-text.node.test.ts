@@ -2,33 +2,21 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect, it } from 'vitest';
-import { benchEarlyExitTextMarkdown, runBenchEarlyExitText } from './bench-early-exit-text.js';
+import { runDynn } from '../spawn-dynn.js';
+import type { BenchEarlyExitTextResult } from './bench-early-exit-text.js';
 
-it('bench early-exit-text trains, calibrates and measures the static and early-exit networks (smoke run)', async () => {
+it('dynn bench early-exit text --quick trains, calibrates and measures the static and early-exit networks', async () => {
   const out = await mkdtemp(join(tmpdir(), 'dynn-bench-early-exit-text-'));
   try {
-    const run = await runBenchEarlyExitText({
-      layers: 3,
-      width: 16,
-      heads: 2,
-      context: 8,
-      steps: 80,
-      batchSize: 16,
-      learningRate: 1e-2,
-      calibrationWindows: 256,
-      testWindows: 300,
-      // Threshold 0, which every row passes, is the only point within the smallest budget.
-      thresholds: [0, 0.5, 0.9],
-      flopBudgets: [0.9, 0.7, 0.4],
-      timingBatches: 1,
-      warmup: 0,
-      repeats: 1,
-      progress: false,
-      out,
-    });
-    const { result } = run;
-    expect(Object.keys(result)).toEqual([
+    const run = await runDynn(['bench', 'early-exit', 'text', '--quick', '--json', '--out', out]);
+    expect(run.code).toBe(0);
+    const envelope = JSON.parse(run.out);
+    expect(Object.keys(envelope)).toEqual([
+      'bench',
       'backend',
+      'date',
+      'machine',
+      'quick',
       'model',
       'training',
       'counts',
@@ -37,8 +25,10 @@ it('bench early-exit-text trains, calibrates and measures the static and early-e
       'operating_points',
       'per_layer',
       'layer1_correct_share',
+      'error',
     ]);
-    expect(result.backend).toBe('wasm');
+    expect(envelope).toMatchObject({ bench: 'early-exit/text', backend: 'wasm', quick: true, error: null });
+    const result = envelope as BenchEarlyExitTextResult;
     expect(result.model).toMatchObject({ vocab: 81, layers: 3, width: 16, context: 8 });
     expect(result.counts.test_windows).toBe(300);
     expect(Object.keys(result.full)).toEqual([
@@ -75,9 +65,8 @@ it('bench early-exit-text trains, calibrates and measures the static and early-e
     expect(result.per_layer[2]!.bpc).toBeCloseTo(result.full.bpc, 4);
     expect(result.layer1_correct_share).toBe(result.per_layer[0]!.accuracy);
     expect(await readFile(join(out, 'bpc-layers.svg'), 'utf8')).toMatch(/<svg/);
-    expect(JSON.parse(await readFile(join(out, 'result.json'), 'utf8'))).toEqual(result);
-    expect(benchEarlyExitTextMarkdown(run)).toContain('unigram reference');
+    expect(JSON.parse(await readFile(join(out, 'result.json'), 'utf8'))).toEqual(envelope);
   } finally {
     await rm(out, { recursive: true, force: true });
   }
-}, 60_000);
+}, 120_000);

@@ -1,4 +1,3 @@
-import { cpus } from 'node:os';
 import {
   createModel,
   createRng,
@@ -29,6 +28,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { batchesOf, MEASURE_BATCH, runEach } from '../exit-runs.js';
 import { lineChartSvg } from '../plot.js';
 import { progressBar } from '../progress.js';
+import { type BenchHead, measuredOn } from '../bench-envelope.js';
 import { formatThreshold, markdownTable, writeReport } from '../report-files.js';
 import { timeSideBySide } from '../timing.js';
 
@@ -84,7 +84,7 @@ export interface BenchEarlyExitTextOptions {
   progress?: boolean;
   /** Seed of weights and of the training windows (default 1). */
   seed?: number;
-  /** Folder for `result.json` and the BPC-versus-layers chart (default `reports/early-exit-text`). */
+  /** Folder for the sweep and the BPC-versus-layers chart (default `reports/early-exit-text`); the CLI adds `result.json`. */
   out?: string;
 }
 
@@ -125,9 +125,8 @@ export interface TextOperatingPoint extends TextRun {
   speedup: number;
 }
 
-/** What `dynn bench early-exit-text --json` prints. */
+/** The fields `dynn bench early-exit text --json` adds to the bench envelope. */
 export interface BenchEarlyExitTextResult {
-  backend: string;
   model: CharTransformerConfig & { params: number };
   /**
    * Steps and windows per step; `end_loss_bits` is the smoothed training loss at the end: the
@@ -153,13 +152,28 @@ export interface BenchEarlyExitTextRun {
   result: BenchEarlyExitTextResult;
   /** The calibration sweep on the held-out windows (plain JSON). */
   sweep: ExitSweep;
-  /** Day of the run, `YYYY-MM-DD`. */
-  date: string;
-  /** Cores, CPU model and Node version. */
-  machine: string;
   /** Absolute folder the report files were written to. */
   reportDir: string;
 }
+
+/** `--quick`: a smoke-sized run of a few seconds (CI), not a measurement to quote. */
+export const QUICK_BENCH_EARLY_EXIT_TEXT: BenchEarlyExitTextOptions = {
+  layers: 3,
+  width: 16,
+  heads: 2,
+  context: 8,
+  steps: 80,
+  batchSize: 16,
+  learningRate: 1e-2,
+  calibrationWindows: 256,
+  testWindows: 300,
+  // Threshold 0, which every row passes, is the only point within the smallest budget.
+  thresholds: [0, 0.5, 0.9],
+  flopBudgets: [0.9, 0.7, 0.4],
+  timingBatches: 1,
+  warmup: 0,
+  repeats: 1,
+};
 
 /** Name of block `k` (1-based): its second residual add, after which its exit goes. */
 function blockName(k: number): string {
@@ -510,7 +524,6 @@ export async function runBenchEarlyExitText(
     const perBatch = times.map((ms) => ms / batches.length);
     const { histogram: _, ...fullRun } = full;
     const result: BenchEarlyExitTextResult = {
-      backend: tf.getBackend(),
       model: { ...config, params: model.paramCount },
       training: { steps, batch_size: batchSize, ...training },
       counts,
@@ -540,15 +553,12 @@ export async function runBenchEarlyExitText(
       ],
     });
     const reportDir = await writeReport(options.out ?? 'reports/early-exit-text', {
-      'result.json': `${JSON.stringify(result, null, 2)}\n`,
       'sweep.json': `${JSON.stringify(sweep, null, 2)}\n`,
       'bpc-layers.svg': svg,
     });
     return {
       result,
       sweep,
-      date: new Date().toISOString().slice(0, 10),
-      machine: `${cpus().length} x ${cpus()[0]?.model ?? 'unknown CPU'}, Node ${process.version}`,
       reportDir,
     };
   } finally {
@@ -558,7 +568,7 @@ export async function runBenchEarlyExitText(
 }
 
 /** The run as the markdown docs/benchmarks.md shows. */
-export function benchEarlyExitTextMarkdown(run: BenchEarlyExitTextRun): string {
+export function benchEarlyExitTextMarkdown(run: BenchEarlyExitTextRun, head: BenchHead): string {
   const { result } = run;
   const { model, training, counts } = result;
   const row = (name: string, r: TextRun, histogram: string) => [
@@ -572,7 +582,7 @@ export function benchEarlyExitTextMarkdown(run: BenchEarlyExitTextRun): string {
     histogram,
   ];
   return [
-    `Measured ${run.date} on ${run.machine}, backend \`${result.backend}\`: a ${model.layers}-block ` +
+    `${measuredOn(head)}: a ${model.layers}-block ` +
       `character transformer (width ${model.width}, ${model.heads} heads, context ${model.context}, ` +
       `${model.params.toLocaleString('en-US')} parameters) trained ${training.steps} steps of ` +
       `${training.batch_size} windows (${training.seconds.toFixed(0)} s) on the first ` +

@@ -2,26 +2,22 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect, it } from 'vitest';
-import { benchEarlyExitMarkdown, runBenchEarlyExit } from './bench-early-exit.js';
+import { runDynn } from '../spawn-dynn.js';
+import type { BenchEarlyExitResult } from './bench-early-exit.js';
 
-it('bench early-exit trains, calibrates and measures both networks (smoke run)', async () => {
+it('dynn bench early-exit --quick trains, calibrates and measures both networks', async () => {
   const out = await mkdtemp(join(tmpdir(), 'dynn-bench-early-exit-'));
   try {
-    const run = await runBenchEarlyExit({
-      epochs: 1,
-      trainLimit: 512,
-      testLimit: 300,
-      thresholds: [0.1, 0.9, 0.99],
-      // A barely trained network is never sure: 0.1 (every row leaves at the first exit) is the cheapest point, and any loss is accepted so it is picked.
-      maxAccuracyDrop: 1,
-      warmup: 0,
-      repeats: 1,
-      progress: false,
-      out,
-    });
-    const { result } = run;
-    expect(Object.keys(result)).toEqual([
+    const run = await runDynn(['bench', 'early-exit', '--quick', '--json', '--out', out]);
+    expect(run.err).not.toMatch(/Error/);
+    expect(run.code).toBe(0);
+    const envelope = JSON.parse(run.out);
+    expect(Object.keys(envelope)).toEqual([
+      'bench',
       'backend',
+      'date',
+      'machine',
+      'quick',
       'full',
       'dynamic',
       'speedup',
@@ -29,7 +25,10 @@ it('bench early-exit trains, calibrates and measures both networks (smoke run)',
       'accuracy_drop_pp',
       'batch_1',
       'slowdown',
+      'error',
     ]);
+    expect(envelope).toMatchObject({ bench: 'early-exit', backend: 'wasm', quick: true, error: null });
+    const result = envelope as BenchEarlyExitResult;
     expect(Object.keys(result.full)).toEqual(['accuracy', 'mflops_per_sample', 'ms_per_batch']);
     expect(Object.keys(result.dynamic)).toEqual([
       'accuracy',
@@ -37,7 +36,6 @@ it('bench early-exit trains, calibrates and measures both networks (smoke run)',
       'ms_per_batch',
       'exit_histogram',
     ]);
-    expect(result.backend).toBe('wasm');
     // Three exits and the final classifier serve every test image exactly once.
     expect(result.dynamic.exit_histogram).toHaveLength(4);
     expect(result.dynamic.exit_histogram.reduce((a, b) => a + b, 0)).toBe(300);
@@ -59,8 +57,16 @@ it('bench early-exit trains, calibrates and measures both networks (smoke run)',
     expect(await readFile(join(out, 'pareto.svg'), 'utf8')).toMatch(/^<svg/);
     const sweep = JSON.parse(await readFile(join(out, 'pareto.json'), 'utf8'));
     expect(sweep.points).toHaveLength(3);
-    expect(benchEarlyExitMarkdown(run)).toContain('early exit (calibrated)');
+    // The report folder holds the same envelope the command printed.
+    expect(JSON.parse(await readFile(join(out, 'result.json'), 'utf8'))).toEqual(envelope);
+    // Without --json: the markdown table, saying it is a smoke run.
+    const docs = join(out, 'bench.md');
+    const text = await runDynn(['bench', 'early-exit', '--quick', '--out', out, '--update-docs', docs]);
+    expect(text.code).toBe(0);
+    expect(text.out).toContain('early exit (calibrated)');
+    expect(text.out).toContain('smoke run');
+    expect(await readFile(docs, 'utf8')).toContain('<!-- bench:early-exit:start -->');
   } finally {
     await rm(out, { recursive: true, force: true });
   }
-}, 60_000);
+}, 120_000);

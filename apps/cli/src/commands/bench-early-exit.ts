@@ -1,4 +1,3 @@
-import { cpus } from 'node:os';
 import {
   cosineDecay,
   createModel,
@@ -9,7 +8,6 @@ import {
   type Runtime,
   useBackend,
 } from '@dynn/core';
-import { loadFashionMnist } from '@dynn/datasets';
 import {
   type ExitSweep,
   earlyExit,
@@ -34,7 +32,9 @@ import {
   runEach,
   VALIDATION_MAX_DROP,
 } from '../exit-runs.js';
+import { loadFashionMnist } from '../fashion-mnist.js';
 import { progressBar } from '../progress.js';
+import { type BenchHead, measuredOn } from '../bench-envelope.js';
 import { formatThreshold, markdownTable, writeReport } from '../report-files.js';
 import { timeSideBySide } from '../timing.js';
 
@@ -80,9 +80,8 @@ export interface MeasuredRun {
   ms_per_batch: number;
 }
 
-/** What `dynn bench early-exit --json` prints. */
+/** The fields `dynn bench early-exit --json` adds to the bench envelope. */
 export interface BenchEarlyExitResult {
-  backend: string;
   /** The static network: every image to the final classifier, no exit head computed. */
   full: MeasuredRun;
   /** The multi-exit network at the calibrated operating point. */
@@ -124,10 +123,20 @@ export interface BenchEarlyExitRun {
   counts: { train: number; validation: number; test: number };
   epochs: number;
   trainSeconds: number;
-  date: string;
-  machine: string;
   reportDir: string;
 }
+
+/** `--quick`: a smoke-sized run of a few seconds (CI), not a measurement to quote. */
+export const QUICK_BENCH_EARLY_EXIT: BenchEarlyExitOptions = {
+  epochs: 1,
+  trainLimit: 512,
+  testLimit: 300,
+  thresholds: [0.1, 0.9, 0.99],
+  // A barely trained network is never sure: accept any loss so an operating point is picked.
+  maxAccuracyDrop: 1,
+  warmup: 0,
+  repeats: 1,
+};
 
 const VALIDATION_SIZE = 5000;
 /** Images timed one at a time for the batch-1 figures. */
@@ -274,7 +283,6 @@ export async function runBenchEarlyExit(
     const fullMs = fullPass / batches.length;
     const dynamicMs = dynamicPass / batches.length;
     const result: BenchEarlyExitResult = {
-      backend: tf.getBackend(),
       full: { accuracy: full.accuracy, mflops_per_sample: fullMflops, ms_per_batch: fullMs },
       dynamic: {
         accuracy: dynamic.accuracy,
@@ -306,7 +314,6 @@ export async function runBenchEarlyExit(
     const reportDir = await writeReport(options.out ?? 'reports/early-exit', {
       'pareto.json': `${JSON.stringify(sweep, null, 2)}\n`,
       'pareto.svg': svg,
-      'result.json': `${JSON.stringify(result, null, 2)}\n`,
     });
     return {
       result,
@@ -315,8 +322,6 @@ export async function runBenchEarlyExit(
       counts: { train: trainCount, validation: validationCount, test: testCount },
       epochs,
       trainSeconds,
-      date: new Date().toISOString().slice(0, 10),
-      machine: `${cpus().length} x ${cpus()[0]?.model ?? 'unknown CPU'}, Node ${process.version}`,
       reportDir,
     };
   } finally {
@@ -327,12 +332,12 @@ export async function runBenchEarlyExit(
 }
 
 /** The run as the markdown docs/benchmarks.md shows. */
-export function benchEarlyExitMarkdown(run: BenchEarlyExitRun): string {
+export function benchEarlyExitMarkdown(run: BenchEarlyExitRun, head: BenchHead): string {
   const { result, point, counts } = run;
   const pct = (v: number) => `${(v * 100).toFixed(2)}%`;
   const ms = (v: number) => v.toFixed(v < 10 ? 2 : 1);
   return [
-    `Measured ${run.date} on ${run.machine}, backend \`${result.backend}\`; ${run.epochs} epochs on ` +
+    `${measuredOn(head)}; ${run.epochs} epochs on ` +
       `${counts.train.toLocaleString('en-US')} images (${run.trainSeconds.toFixed(0)} s), threshold ` +
       `calibrated on ${counts.validation.toLocaleString('en-US')} held-out images (max softmax >= ` +
       `${formatThreshold(point.threshold)}), measured on ${counts.test.toLocaleString('en-US')} test images; medians after warm-up.`,

@@ -7,7 +7,6 @@ import {
   type Model,
   useBackend,
 } from '@dynn/core';
-import { loadFashionMnist } from '@dynn/datasets';
 import {
   earlyExit,
   insertExits,
@@ -29,6 +28,7 @@ import {
   runEach,
   VALIDATION_MAX_DROP,
 } from '../exit-runs.js';
+import { loadFashionMnist } from '../fashion-mnist.js';
 import { lineChartSvg } from '../plot.js';
 import { progressBar } from '../progress.js';
 import { formatFlops, formatThreshold, markdownTable, writeReport } from '../report-files.js';
@@ -47,6 +47,9 @@ export interface DemoOptions {
   testLimit?: number;
   progress: boolean;
 }
+
+/** `--quick`: a smoke-sized tour of a few seconds (one epoch on 512 images, 256 test images). */
+export const QUICK_DEMO = { epochs: 1, trainLimit: 512, testLimit: 256 } as const;
 
 /** The demo's early-exit comparison: the same trained CNN, static and with exits. */
 export interface DemoEarlyExit {

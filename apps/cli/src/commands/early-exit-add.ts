@@ -1,7 +1,6 @@
 import { join, resolve } from 'node:path';
-import { loadModel, saveModel } from '@dynn/core';
+import { loadModel, type Runtime, saveModel } from '@dynn/core';
 import { addExits, EXIT_HEADS, type ExitHeadKind } from '@dynn/early-exit';
-import { cliRuntime } from '../runtime.js';
 
 /** Where `dynn early-exit add` puts exits and which heads they get. */
 export interface EarlyExitAddOptions {
@@ -12,16 +11,17 @@ export interface EarlyExitAddOptions {
 }
 
 /**
- * Loads a dynn model, inserts early exits (after the named nodes, or after every k-th layer) and
+ * Loads a dynn model with `runtime` (which must hold the early-exit plugin), inserts early exits (after the named nodes, or after every k-th layer) and
  * saves the multi-exit model. Exits start untrained; with every exit disabled (no early-exit run
  * options) the new model computes exactly what the original did.
  */
 export async function addExitsToFile(
+  runtime: Runtime,
   source: string,
   outDir: string,
   options: EarlyExitAddOptions,
 ): Promise<{ file: string; exits: string[] }> {
-  const model = await loadModel(cliRuntime(), resolve(source));
+  const model = await loadModel(runtime, resolve(source));
   try {
     const withExits = addExits(model, {
       ...(options.at ? { at: options.at } : {}),

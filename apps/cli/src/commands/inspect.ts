@@ -1,6 +1,5 @@
-import { loadModel } from '@dynn/core';
+import { loadModel, type Runtime } from '@dynn/core';
 import { formatFlops, markdownTable } from '../report-files.js';
-import { cliRuntime } from '../runtime.js';
 
 /** One node as `dynn inspect` prints it. */
 export interface InspectedNode {
@@ -23,9 +22,12 @@ export interface Inspection {
   totalFlops: number;
 }
 
-/** Loads a dynn model file and lists its nodes with shapes, parameters and FLOPs per row. */
-export async function inspectModel(file: string): Promise<Inspection> {
-  const model = await loadModel(cliRuntime(), file);
+/**
+ * Loads a dynn model file with `runtime` (its plugins' ops) and lists its nodes with shapes,
+ * parameters and FLOPs per row.
+ */
+export async function inspectModel(runtime: Runtime, file: string): Promise<Inspection> {
+  const model = await loadModel(runtime, file);
   try {
     const costs = model.costs(1);
     const nodes = model.graph.nodes.map((node, i) => ({

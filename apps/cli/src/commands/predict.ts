@@ -1,7 +1,6 @@
 import { readFile } from 'node:fs/promises';
-import { type BackendName, DynnError, loadModel, useBackend } from '@dynn/core';
+import { type BackendName, DynnError, loadModel, type Runtime, useBackend } from '@dynn/core';
 import * as tf from '@tensorflow/tfjs-core';
-import { cliRuntime } from '../runtime.js';
 
 /** What `dynn predict --json` prints: each output's shape and nested values. */
 export type Prediction = Record<string, { shape: number[]; values: unknown }>;
@@ -26,6 +25,7 @@ function shapeOf(value: unknown, file: string): number[] {
  * arrays by input name. Int32 graph inputs get integer tensors.
  */
 export async function predict(
+  runtime: Runtime,
   modelFile: string,
   inputFile: string,
   backend: BackendName,
@@ -43,7 +43,7 @@ export async function predict(
       },
     );
   }
-  const model = await loadModel(cliRuntime(), modelFile);
+  const model = await loadModel(runtime, modelFile);
   const feeds: Record<string, tf.Tensor> = {};
   try {
     const byName =

@@ -40,8 +40,7 @@ async function nodeModules(file: string): Promise<{ fs: NodeFs; path: NodePath }
   }
 }
 
-const SHARD_FIX =
-  'Copy all files of the saved model together (model.json and its .bin shards), or save it again.';
+const SHARD_FIX = 'Copy model.json together with all of its .bin shard files, unchanged, into one folder.';
 
 const errorCode = (error: unknown): unknown => (error as { code?: unknown } | null)?.code;
 

@@ -7,6 +7,7 @@ export { DEFAULT_LOAD_LIMITS } from './limits.js';
 export type { LoadModelOptions } from './load-model.js';
 export { loadModel } from './load-model.js';
 export { MODEL_FORMAT, SHARD_BYTES } from './model-json.js';
+export type { Quantization, QuantizationDType } from './quantize.js';
 export type { ModelReader } from './reader.js';
 export type { SaveModelOptions } from './save-model.js';
 export { GENERATED_BY, saveModel } from './save-model.js';

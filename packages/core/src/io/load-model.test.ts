@@ -199,10 +199,49 @@ describe('loadModel on hostile and broken files', () => {
       j.weightsManifest[0]!.weights.push(j.weightsManifest[0]!.weights[0]!);
     });
     await expectRefused(duplicate, 'MODEL_FILE', "lists weight 'hidden/kernel' twice");
-    const quantized = readerFor((j) => {
-      j.weightsManifest[0]!.weights[0]!.quantization = { dtype: 'uint8', scale: 1, min: 0 };
-    });
-    await expectRefused(quantized, 'MODEL_FILE', 'weightsManifest[0].weights[0].quantization is set');
+  });
+
+  it('refuses quantization fields that tfjs could not decode', async () => {
+    const quantized = (quantization: unknown, index = 0) =>
+      readerFor((j) => {
+        j.weightsManifest[0]!.weights[index]!.quantization = quantization;
+      });
+    await expectRefused(
+      quantized({ dtype: 'int4', min: 0, scale: 1 }),
+      'MODEL_FILE',
+      'weightsManifest[0].weights[0].quantization.dtype is "int4"',
+      'uint8, uint16, float16',
+    );
+    await expectRefused(
+      quantized('uint8'),
+      'MODEL_FILE',
+      'weightsManifest[0].weights[0].quantization must be an object',
+    );
+    await expectRefused(
+      quantized({ dtype: 'uint8', min: 0, scale: 'NaN' }),
+      'MODEL_FILE',
+      'weightsManifest[0].weights[0].quantization.scale must be a finite number',
+    );
+    await expectRefused(
+      quantized({ dtype: 'uint16', scale: 0.5 }),
+      'MODEL_FILE',
+      'weightsManifest[0].weights[0].quantization.min must be a finite number',
+    );
+    await expectRefused(
+      quantized({ dtype: 'uint8', min: 0, scale: 1, original_dtype: 'int32' }),
+      'MODEL_FILE',
+      'quantization.original_dtype is "int32"',
+    );
+    // The int32 state tensor: only float32 weights are ever quantized.
+    const int32Index = json.weightsManifest[0]!.weights.findIndex((w) => w.dtype === 'int32');
+    await expectRefused(
+      quantized({ dtype: 'uint8', min: 0, scale: 1 }, int32Index),
+      'MODEL_FILE',
+      `weightsManifest[0].weights[${int32Index}].quantization is set on a weight of dtype "int32"`,
+    );
+    // Well-formed quantization over float32 data: the shard now holds more bytes than the manifest lists.
+    const reader = quantized({ dtype: 'uint8', min: 0, scale: 1 });
+    await expectDynnError(loadModel(runtime, reader), 'MODEL_FILE', URL, 'lists', 'but its shards hold more');
   });
 
   it('refuses shards whose byte count differs from the manifest', async () => {

@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { ensureBackend } from '../backend.js';
 import type { Graph } from '../ir.js';
 import { createModel, type Model } from '../model.js';
 import type { Runtime } from '../runtime.js';
@@ -6,7 +7,7 @@ import { validateGraph } from '../validate.js';
 import { checkGraphSchema } from './graph-schema.js';
 import type { FetchFunction } from './http-reader.js';
 import { type LoadLimits, resolveLimits } from './limits.js';
-import { checkWeightSpecs, checkWeightsMatchGraph, type WeightEntry } from './manifest.js';
+import { checkWeightSpecs, checkWeightsMatchGraph, type WeightEntry, weightSpecsOf } from './manifest.js';
 import { modelFileError, namingFile } from './model-file-error.js';
 import { checkFormat } from './model-json.js';
 import { type ModelReader, readModelJson, readShards } from './reader.js';
@@ -74,7 +75,7 @@ async function readThroughHandler(
     throw modelFileError(
       file,
       `holds ${found} bytes of weight data, but its weight specs need ${expected}.`,
-      'The weights are truncated or belong to another model; save the model again.',
+      'The weights are truncated or belong to another model: load the weight data saved with this model.json.',
     );
   }
   validateGraph(runtime, graph, file);
@@ -89,7 +90,8 @@ async function readThroughHandler(
  * op and op-set version against `runtime`, shapes, and the shards' byte lengths, all within
  * `options.limits`. Any problem rejects with a typed {@link DynnError} (`MODEL_FILE`,
  * `UNKNOWN_OP`, `OP_VERSION`, `INVALID_GRAPH`...) that names the file. Creates no tensor unless
- * it resolves.
+ * it resolves. When no backend was chosen, starts one first (`wasm` in Node; see
+ * {@link ensureBackend}).
  *
  * @example
  * ```ts
@@ -112,10 +114,10 @@ export async function loadModel(
     throw namingFile(error, label);
   }
   const { graph, entries, data } = checked;
-  const tensors = tf.io.decodeWeights(
-    data,
-    entries.map(({ name, shape, dtype }) => ({ name, shape, dtype })),
-  );
+  // The file checked out: start a backend if none was chosen (wasm in Node) before making tensors.
+  await ensureBackend();
+  // Quantized weights (uint8, uint16, float16; checked above) come back dequantized to float32.
+  const tensors = tf.io.decodeWeights(data, weightSpecsOf(entries));
   try {
     return createModel(runtime, graph, { weights: new Map(Object.entries(tensors)) });
   } catch (error) {

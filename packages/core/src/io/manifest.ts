@@ -1,13 +1,20 @@
+import type * as tf from '@tensorflow/tfjs-core';
 import type { DType, Graph } from '../ir.js';
 import { DTYPE_BYTES, SchemaReader } from './graph-schema.js';
 import type { LoadLimits } from './limits.js';
 import { modelFileError } from './model-file-error.js';
+import { isQuantizationDType, QUANTIZATION_BYTES, type Quantization } from './quantize.js';
 
-/** One weight of a model file, checked: its name, shape, dtype and byte length. */
+/**
+ * One weight of a model file, checked: its name, shape, dtype (what it holds once loaded), how it
+ * is quantized, if it is, and the bytes it takes in the shards.
+ */
 export interface WeightEntry {
   name: string;
   shape: number[];
   dtype: DType;
+  /** Set when the shards hold the weight quantized (tfjs converter format); loading dequantizes it. */
+  quantization?: Quantization;
   byteLength: number;
 }
 
@@ -37,19 +44,74 @@ function shardPath(r: SchemaReader, value: unknown, path: string): string {
   return shard;
 }
 
+/**
+ * Checks the untrusted `quantization` of a weight whose dtype is `dtype`: a known quantization
+ * dtype, finite `min` and `scale` for uint8 / uint16, and float32 as the weight's dtype (and as
+ * `original_dtype`, which the tensorflowjs converter adds). Returns only the fields tfjs reads.
+ */
+export function checkQuantization(
+  r: SchemaReader,
+  value: unknown,
+  dtype: unknown,
+  path: string,
+): Quantization {
+  const o = r.object(value, path);
+  if (!isQuantizationDType(o.dtype)) {
+    r.fail(
+      `${path}.dtype`,
+      `is ${JSON.stringify(o.dtype)}; quantized weights are stored as one of ${Object.keys(QUANTIZATION_BYTES).join(', ')}`,
+    );
+  }
+  if (dtype !== 'float32') {
+    r.fail(
+      path,
+      `is set on a weight of dtype ${JSON.stringify(dtype)}; only float32 weights can be quantized`,
+    );
+  }
+  if (o.original_dtype !== undefined && o.original_dtype !== 'float32') {
+    r.fail(
+      `${path}.original_dtype`,
+      `is ${JSON.stringify(o.original_dtype)}; only float32 weights can be quantized`,
+    );
+  }
+  if (o.dtype === 'float16') {
+    // tfjs ignores min and scale for float16; if present they must still be numbers.
+    if (o.min !== undefined) r.number(o.min, `${path}.min`);
+    if (o.scale !== undefined) r.number(o.scale, `${path}.scale`);
+    return { dtype: 'float16' };
+  }
+  return {
+    dtype: o.dtype,
+    min: r.number(o.min, `${path}.min`),
+    scale: r.number(o.scale, `${path}.scale`),
+  };
+}
+
 function weightEntry(r: SchemaReader, value: unknown, path: string): WeightEntry {
   const o = r.object(value, path);
-  if (o.quantization !== undefined) {
-    r.fail(`${path}.quantization`, 'is set, but dynn loads unquantized float32, int32 and bool weights only');
-  }
   const shape = r.shape(o.shape, `${path}.shape`, false);
   const dtype = r.dtype(o.dtype, `${path}.dtype`);
-  return {
+  const elements = r.elementCount(shape, `${path}.shape`);
+  const entry: WeightEntry = {
     name: r.name(o.name, `${path}.name`),
     shape,
     dtype,
-    byteLength: r.elementCount(shape, `${path}.shape`) * DTYPE_BYTES[dtype],
+    byteLength: elements * DTYPE_BYTES[dtype],
   };
+  if (o.quantization !== undefined) {
+    entry.quantization = checkQuantization(r, o.quantization, dtype, `${path}.quantization`);
+    entry.byteLength = elements * QUANTIZATION_BYTES[entry.quantization.dtype];
+  }
+  return entry;
+}
+
+/** The tfjs weight specs of checked entries, for `tf.io.decodeWeights` (which dequantizes). */
+export function weightSpecsOf(entries: readonly WeightEntry[]): tf.io.WeightsManifestEntry[] {
+  return entries.map(({ name, shape, dtype, quantization }) =>
+    quantization === undefined
+      ? { name, shape, dtype }
+      : { name, shape, dtype, quantization: { ...quantization } },
+  );
 }
 
 function checkTotal(r: SchemaReader, entries: readonly WeightEntry[], what: string): number {

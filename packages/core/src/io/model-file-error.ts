@@ -1,8 +1,11 @@
 import { DynnError } from '../errors.js';
 
-/** What to do about a file that breaks the model-file format. */
+/**
+ * What to do about a file that breaks the tfjs model format where the message points: nothing is
+ * assumed about which tool wrote it.
+ */
 export const DAMAGED_FIX =
-  'The file is damaged or was not written by dynn; save the model again with saveModel.';
+  'Check that the file is complete and unmodified; if it is, the program that wrote it did not follow the tfjs model format here, so export the model again.';
 
 /** A `MODEL_FILE` {@link DynnError} whose message starts with the file and says what is wrong and how to fix it. */
 export function modelFileError(file: string, problem: string, fix: string = DAMAGED_FIX): DynnError {

@@ -62,12 +62,24 @@ export function checkModelJson(value: unknown, file: string, limits: LoadLimits)
   };
 }
 
+/** What to do with a model file of another `format` than dynn's. */
+function otherFormatFix(format: unknown): string {
+  if (format === 'layers-model' || format === undefined) {
+    // tfjs-layers files written before the format field existed have none.
+    return 'If it is a tfjs-layers (Keras) model, import it with importLayersModel or convert it with `dynn convert`.';
+  }
+  if (format === 'graph-model') {
+    return 'A tfjs graph model loads with loadGraphModel from @tensorflow/tfjs-converter; dynn reads its own models and tfjs-layers models.';
+  }
+  return 'Load it with the library that reads that format.';
+}
+
 /** Throws unless `format` says the file holds a dynn graph. */
 export function checkFormat(format: unknown, file: string): void {
   if (format === MODEL_FORMAT) return;
   throw modelFileError(
     file,
     `is ${typeof format === 'string' ? `a '${format}'` : 'not a'} model file, not a dynn graph (format '${MODEL_FORMAT}').`,
-    'Load it with the tool that wrote it, or save a dynn model with saveModel.',
+    otherFormatFix(format),
   );
 }

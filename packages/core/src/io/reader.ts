@@ -1,6 +1,6 @@
 import type * as tf from '@tensorflow/tfjs-core';
 import type { LoadLimits } from './limits.js';
-import type { WeightGroup } from './manifest.js';
+import { type WeightGroup, weightSpecsOf } from './manifest.js';
 import { modelFileError } from './model-file-error.js';
 import { checkModelJson, type ModelJsonContents } from './model-json.js';
 import { parseJsonText } from './safe-json.js';
@@ -44,7 +44,7 @@ export function decodeUtf8(bytes: Uint8Array, file: string): string {
     throw modelFileError(
       file,
       'is not UTF-8 text.',
-      'Check that the location holds a model.json saved by dynn.',
+      'Check that the location holds a model.json file, not another kind of file.',
     );
   }
 }
@@ -69,7 +69,7 @@ export async function readShards(
     modelFileError(
       file,
       `lists ${group.byteLength} bytes of weights in weightsManifest[${i}], but its shards hold ${found}.`,
-      'The shards are truncated or belong to another model.json; copy all files of the saved model together or save it again.',
+      'The shards are truncated or belong to another model.json: copy model.json together with all of its shard files, unchanged.',
     );
   if (reader.shardByteLengths !== undefined) {
     for (const [i, group] of groups.entries()) {
@@ -105,9 +105,7 @@ export function artifactsFrom(contents: ModelJsonContents, weightData: ArrayBuff
   const { json } = contents;
   const artifacts: tf.io.ModelArtifacts = {
     modelTopology: contents.modelTopology as object,
-    weightSpecs: contents.groups.flatMap((g) =>
-      g.weights.map(({ name, shape, dtype }) => ({ name, shape, dtype })),
-    ),
+    weightSpecs: weightSpecsOf(contents.groups.flatMap((g) => g.weights)),
     weightData,
   };
   if (typeof json.format === 'string') artifacts.format = json.format;

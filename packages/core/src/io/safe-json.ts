@@ -55,7 +55,7 @@ export function parseJsonText(text: string, file: string, limits: LoadLimits): u
     throw modelFileError(
       file,
       `is not valid JSON (${(error as Error).message}).`,
-      'Check that the location holds a model.json saved by dynn (and not, say, an HTML error page).',
+      'Check that the location holds a model.json file (and not, say, an HTML error page).',
     );
   }
   checkJsonTree(value, file, limits, 'model.json');

@@ -1,6 +1,12 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { ensureBackend } from '../backend.js';
 import { DynnError } from '../errors.js';
 import { fileHandler } from '../io/file-handler.js';
+import { SchemaReader } from '../io/graph-schema.js';
+import { resolveLimits } from '../io/limits.js';
+import { checkQuantization } from '../io/manifest.js';
+import { modelFileError } from '../io/model-file-error.js';
+import { QUANTIZATION_BYTES } from '../io/quantize.js';
 import type { Graph, TensorInfo } from '../ir.js';
 import { createModel, type Model } from '../model.js';
 import type { Runtime } from '../runtime.js';
@@ -79,12 +85,82 @@ async function loadArtifacts(
   }
 }
 
+/** Bytes per element of the tfjs dtypes with a fixed size. */
+const TFJS_DTYPE_BYTES: Readonly<Record<string, number>> = { float32: 4, int32: 4, bool: 1, complex64: 8 };
+
+/**
+ * Checks untrusted weight specs before tfjs decodes by them: names, shapes within the load limits,
+ * every `quantization` (a known dtype, finite `min` and `scale`, on a float32 weight), and, when
+ * `dataBytes` is known, that the weight data holds all the bytes the specs need. Returns the
+ * specs with only the quantization fields tfjs reads.
+ */
+function checkSpecs(
+  specs: unknown,
+  source: LayersModelSource,
+  dataBytes: number | undefined,
+): tf.io.WeightsManifestEntry[] {
+  const label = sourceLabel(source);
+  try {
+    const r = new SchemaReader(label, resolveLimits());
+    let total: number | undefined = 0;
+    const checked = r.list(specs, 'weightSpecs').map((value, i): tf.io.WeightsManifestEntry => {
+      const path = `weightSpecs[${i}]`;
+      const spec = r.object(value, path) as unknown as tf.io.WeightsManifestEntry;
+      r.name(spec.name, `${path}.name`);
+      const elements = r.elementCount(r.shape(spec.shape, `${path}.shape`, false), `${path}.shape`);
+      if (spec.quantization === undefined) {
+        const bytes = TFJS_DTYPE_BYTES[spec.dtype];
+        // Strings have no fixed size: tfjs reads their lengths from the data itself.
+        total = bytes === undefined || total === undefined ? undefined : total + elements * bytes;
+        return spec;
+      }
+      const quantization = checkQuantization(r, spec.quantization, spec.dtype, `${path}.quantization`);
+      if (total !== undefined) total += elements * QUANTIZATION_BYTES[quantization.dtype];
+      return { ...spec, quantization };
+    });
+    // Like tfjs-layers, bytes past the last weight are ignored; too few would make tfjs read past the end.
+    if (total !== undefined && dataBytes !== undefined && total > dataBytes) {
+      throw modelFileError(
+        label,
+        `holds ${dataBytes} bytes of weight data, but its weight specs need ${total}.`,
+        'The weights are truncated or belong to another model.json: copy model.json together with all of its weight files, unchanged.',
+      );
+    }
+    return checked;
+  } catch (error) {
+    // Only a URL is a file to name in the error context.
+    if (error instanceof DynnError && typeof source !== 'string') {
+      throw new DynnError(error.code, error.message, fileContext(source));
+    }
+    throw error;
+  }
+}
+
+/** Bytes of tfjs weight data: one ArrayBuffer or several. */
+function byteLengthOf(data: tf.io.WeightData, source: LayersModelSource): number {
+  const buffers: unknown[] = Array.isArray(data) ? data : [data];
+  if (!buffers.every((buffer) => buffer instanceof ArrayBuffer)) {
+    throw new DynnError(
+      'MODEL_FILE',
+      `${sourceLabel(source)} has weight data that is not ArrayBuffers; an IO handler must load weightData as ArrayBuffer(s).`,
+      fileContext(source),
+    );
+  }
+  return (buffers as ArrayBuffer[]).reduce((sum, buffer) => sum + buffer.byteLength, 0);
+}
+
 async function decodeArtifactsWeights(
   artifacts: tf.io.ModelArtifacts,
   source: LayersModelSource,
 ): Promise<tf.NamedTensorMap> {
-  const specs = artifacts.weightSpecs ?? [];
-  if (artifacts.weightData !== undefined) return tf.io.decodeWeights(artifacts.weightData, specs);
+  const data = artifacts.weightData;
+  // Quantized weights (uint8, uint16, float16) are dequantized to float32 by tfjs, once checked here.
+  const specs = checkSpecs(
+    artifacts.weightSpecs ?? [],
+    source,
+    data === undefined ? undefined : byteLengthOf(data, source),
+  );
+  if (data !== undefined) return tf.io.decodeWeights(data, specs);
   if (artifacts.getWeightStream !== undefined) {
     return tf.io.decodeWeightsStream(artifacts.getWeightStream(), specs);
   }
@@ -233,6 +309,8 @@ export async function importLayersModel(
     }
     throw error;
   }
+  // Start a backend if none was chosen (wasm in Node) before the weights become tensors.
+  await ensureBackend();
   const decoded = await decodeArtifactsWeights(artifacts, source);
   const optimizerWeights = new Set(
     (artifacts.weightSpecs ?? []).filter((spec) => spec.group === 'optimizer').map((spec) => spec.name),

@@ -1,7 +1,7 @@
 import { useBackend } from '@dynn/core';
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { FASHION_MNIST_CLASS_NAMES, type FashionMnist, loadFashionMnist } from './fashion-mnist.js';
+import { FASHION_MNIST_CLASS_NAMES, type FashionMnist, loadFashionMnist } from './index.js';
 
 function countPerClass(labels: Uint8Array): number[] {
   const counts = new Array<number>(10).fill(0);

@@ -1,0 +1,21 @@
+// The CommonJS side of the type check (node16 resolution): the `require` condition's .d.cts files.
+import { createRuntime, type Graph, GraphBuilder, isDynnError } from '@dynn/core';
+import { loadDigits } from '@dynn/datasets';
+import { earlyExit, insertExits } from '@dynn/early-exit';
+
+export function graphWithExit(): Graph {
+  const runtime = createRuntime({ plugins: [earlyExit()] });
+  const b = new GraphBuilder(runtime);
+  const h = b.add(
+    'core.Dense',
+    b.input('pixels', 'float32', ['batch', 64]),
+    { units: 8 },
+    { name: 'hidden1' },
+  );
+  return insertExits(b.build({ logits: b.add('core.Dense', h, { units: 10 }) }), {
+    at: ['hidden1'],
+    classes: 10,
+  });
+}
+
+export const loaders = { loadDigits, isDynnError };

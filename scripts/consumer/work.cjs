@@ -1,0 +1,178 @@
+// The real work the consumer test does with the installed packages, shared by esm.mjs (which
+// imports every package) and cjs.cjs (which requires them): the entry scripts load the packages
+// in their module format and pass them in, so each format's build is exercised end to end.
+'use strict';
+const assert = require('node:assert/strict');
+const { mkdir, writeFile } = require('node:fs/promises');
+const { join } = require('node:path');
+
+/** Largest absolute difference between two tensors' values. */
+async function maxAbsDiff(a, b) {
+  assert.deepEqual(a.shape, b.shape, `shapes differ: [${a.shape}] vs [${b.shape}]`);
+  const [x, y] = [await a.data(), await b.data()];
+  let max = 0;
+  for (let i = 0; i < x.length; i++) max = Math.max(max, Math.abs(x[i] - y[i]));
+  return max;
+}
+
+async function accuracy(tf, logits, labels) {
+  const predicted = tf.argMax(logits, -1);
+  const [p, y] = [await predicted.data(), await labels.data()];
+  predicted.dispose();
+  return p.filter((v, i) => v === y[i]).length / p.length;
+}
+
+/** Writes what tfjs-layers' `model.save` hands a save handler as model.json + weights.bin. */
+function layersFileWriter(tf, dir) {
+  return tf.io.withSaveHandler(async (artifacts) => {
+    await mkdir(dir, { recursive: true });
+    const data = Array.isArray(artifacts.weightData)
+      ? tf.io.concatenateArrayBuffers(artifacts.weightData)
+      : artifacts.weightData;
+    const modelJson = {
+      modelTopology: artifacts.modelTopology,
+      format: artifacts.format,
+      generatedBy: artifacts.generatedBy,
+      convertedBy: artifacts.convertedBy,
+      weightsManifest: [{ paths: ['weights.bin'], weights: artifacts.weightSpecs }],
+    };
+    await writeFile(join(dir, 'model.json'), JSON.stringify(modelJson));
+    await writeFile(join(dir, 'weights.bin'), Buffer.from(data));
+    return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
+  });
+}
+
+/**
+ * @param m the loaded modules: `packages` (every @dynn package by name), `core`, `earlyExit`,
+ *   `datasets`, `testing`, `tf` (tfjs-core), `tfl` (tfjs-layers)
+ * @param label `esm` or `cjs`, printed before each step
+ * @param outDir where the model files (the CLI's fixtures) go
+ */
+async function work(m, label, outDir) {
+  const { core, earlyExit: ee, datasets, testing, tf, tfl } = m;
+  const step = (text) => console.log(`[${label}] ${text}`);
+
+  for (const [name, mod] of Object.entries(m.packages)) {
+    const keys = Object.keys(mod).filter((k) => k !== 'default' && k !== '__esModule');
+    assert.ok(keys.length > 0, `${name} exports nothing`);
+    const undefinedExports = keys.filter((k) => mod[k] === undefined);
+    assert.deepEqual(undefinedExports, [], `${name}: exports that are undefined`);
+    step(`${name}: ${keys.length} exports`);
+  }
+
+  // An optional backend that is not installed names its install command.
+  await assert.rejects(
+    core.useBackend('webgl'),
+    (error) =>
+      core.isDynnError(error, 'BACKEND_UNAVAILABLE') &&
+      error.message.includes('npm install @tensorflow/tfjs-backend-webgl'),
+  );
+  step("useBackend('webgl') without its package: BACKEND_UNAVAILABLE with the install command");
+
+  await core.useBackend('wasm');
+  assert.equal(core.activeBackend(), 'wasm');
+  // dynn and the app see the same tfjs: the backend dynn chose is the app's backend.
+  assert.equal(tf.getBackend(), 'wasm', "the app's tfjs does not see dynn's backend: two tfjs copies?");
+  step('wasm backend active, one tfjs instance');
+
+  // Real data, a real model, real training.
+  const digits = await datasets.loadDigits();
+  const order = core.shuffledIndices(digits.count, core.createRng(7));
+  const train = digits.toTensors(order.subarray(0, 1200));
+  const test = digits.toTensors(order.subarray(1200, digits.count));
+  const runtime = core.createRuntime({ plugins: [ee.earlyExit()] });
+  const b = new core.GraphBuilder(runtime);
+  let h = b.input('pixels', 'float32', ['batch', 64]);
+  h = b.add('core.Dense', h, { units: 32, activation: 'relu' }, { name: 'hidden1' });
+  h = b.add('core.Dense', h, { units: 32, activation: 'relu' }, { name: 'hidden2' });
+  const backbone = b.build({ logits: b.add('core.Dense', h, { units: 10 }, { name: 'classifier' }) });
+  const model = core.createModel(runtime, backbone, { seed: 1 });
+  const optimizer = tf.train.adam(1e-2);
+  await core.fit(model, { x: train.features, y: train.labels }, { epochs: 4, batchSize: 32, optimizer });
+  optimizer.dispose();
+  const run = await model.run(test.features);
+  const acc = await accuracy(tf, run.outputs.logits, test.labels);
+  assert.ok(acc > 0.8, `test accuracy after training is ${acc}`);
+  assert.ok(run.report.flops > 0, 'the compute report counts no FLOPs');
+  step(`trained an MLP on the UCI digits on wasm: test accuracy ${(acc * 100).toFixed(1)}%`);
+
+  // Save, load, same outputs.
+  const modelDir = join(outDir, 'dynn-model');
+  await core.saveModel(model, modelDir);
+  const loaded = await core.loadModel(runtime, join(modelDir, 'model.json'));
+  const again = await loaded.run(test.features);
+  assert.equal(await maxAbsDiff(run.outputs.logits, again.outputs.logits), 0, 'loaded model differs');
+  step(`saved to ${modelDir} and loaded back: identical outputs`);
+
+  // A tfjs-layers model, saved as tfjs files, imported: outputs equal tfjs-layers' own.
+  const sequential = tfl.sequential({
+    layers: [
+      tfl.layers.dense({ inputShape: [64], units: 16, activation: 'relu', name: 'dense1' }),
+      tfl.layers.dense({ units: 10, activation: 'softmax', name: 'dense2' }),
+    ],
+  });
+  const layersDir = join(outDir, 'layers-model');
+  await sequential.save(layersFileWriter(tf, layersDir));
+  const imported = await core.importLayersModel(runtime, join(layersDir, 'model.json'));
+  const expected = sequential.predict(test.features);
+  const importedRun = await imported.run(test.features);
+  const importedOut = Object.values(importedRun.outputs)[0];
+  const diff = await maxAbsDiff(expected, importedOut);
+  assert.ok(diff < 1e-5, `imported model differs from tfjs-layers by ${diff}`);
+  step(`imported a tfjs-layers model from ${layersDir}: max difference ${diff.toExponential(1)}`);
+
+  // Early exits: insert, train, run dynamically.
+  const graph = ee.insertExits(backbone, { at: ['hidden1'], head: 'linear', classes: 10 });
+  const multi = core.createModel(runtime, graph, { seed: 1 });
+  const multiOptimizer = tf.train.adam(1e-2);
+  await core.fit(
+    multi,
+    { x: train.features, y: train.labels },
+    { epochs: 3, batchSize: 32, optimizer: multiOptimizer, loss: ee.multiExitObjective() },
+  );
+  multiOptimizer.dispose();
+  const dynamic = await multi.run(test.features, {
+    outputs: ['logits'],
+    options: ee.exitRunOptions({ criterion: 'maxProb', thresholds: 0.9 }),
+  });
+  const full = await ee.staticModel(multi).run(test.features);
+  const served = dynamic.report.servedBy.logits;
+  assert.equal(served.length, test.features.shape[0]);
+  assert.ok(dynamic.report.flops < full.report.flops, 'the exit saved no FLOPs');
+  step(
+    `early exit after hidden1: ${served.filter((by) => by !== 'logits').length} of ${served.length} rows left early, ` +
+      `${((1 - dynamic.report.flops / full.report.flops) * 100).toFixed(0)}% of the FLOPs saved`,
+  );
+
+  // @dynn/testing helpers outside vitest (the package is ESM only, as vitest is).
+  const seeded = testing.seededNormal([2, 3], { seed: 1 });
+  assert.deepEqual(seeded.shape, [2, 3]);
+  seeded.dispose();
+  step('@dynn/testing seededNormal');
+
+  if (m.packages['@dynn/data-fashion-mnist']) {
+    const fashion = m.packages['@dynn/data-fashion-mnist'];
+    assert.equal(typeof fashion.loadFashionMnist, 'function');
+    step('@dynn/data-fashion-mnist loads');
+  }
+
+  // Errors from this copy of @dynn/core are recognised by the other module format's copy.
+  if (m.otherCore) {
+    const foreign = new m.otherCore.DynnError('INVALID_INPUT', 'from the other build');
+    assert.ok(core.isDynnError(foreign, 'INVALID_INPUT'), 'isDynnError misses an error of the other build');
+    assert.ok(foreign instanceof core.DynnError, 'instanceof DynnError misses an error of the other build');
+    assert.equal(m.otherCore.activeBackend(), 'wasm', "the other build's tfjs is another instance");
+    step('errors and tfjs shared with the other module format');
+  }
+
+  // The CLI's fixtures: an input for `dynn predict`.
+  const firstRows = tf.slice(test.features, [0, 0], [3, 64]);
+  const rows = await firstRows.array();
+  firstRows.dispose();
+  await writeFile(join(outDir, 'input.json'), JSON.stringify(rows));
+  tf.dispose([train.features, train.labels, test.features, test.labels, expected]);
+  for (const r of [run, again, importedRun, dynamic, full]) tf.dispose(Object.values(r.outputs));
+  step('done');
+}
+
+module.exports = { work };
