@@ -76,7 +76,19 @@ const CLI_COMMANDS: CliCase[] = [
     args: ['bench', 'early-exit', '--quick', '--json', '--no-progress'],
     json: true,
   },
+  {
+    name: 'dynn bench early-exit text --quick --json',
+    args: ['bench', 'early-exit', 'text', '--quick', '--json', '--no-progress', '--out', '{out}/bench-text'],
+    json: true,
+    files: ['{out}/bench-text/result.json'],
+  },
   { name: 'dynn demo --quick', args: ['demo', '--quick', '--no-progress', '--out', '{out}/demo'] },
+  {
+    name: 'dynn demo early-exit --quick',
+    args: ['demo', 'early-exit', '--quick', '--no-progress', '--out', '{out}/demo-early-exit'],
+    expect: /early exit: /,
+    files: ['{out}/demo-early-exit/pareto.svg'],
+  },
 ];
 
 /** The tfjs packages a dynn app installs next to dynn (the peers), and the type-check's tools. */

@@ -115,7 +115,9 @@ describe('dynn, the built binary', () => {
     expect(run.err).toBe('');
     expect(run.code).toBe(0);
     expect(run.out).toMatch(/with 2 exits/);
-    const inspection = JSON.parse((await runDynn(['inspect', join(dir, 'exits', 'model.json'), '--json'])).out);
+    const inspection = JSON.parse(
+      (await runDynn(['inspect', join(dir, 'exits', 'model.json'), '--json'])).out,
+    );
     expect(inspection.nodes.filter((n: { op: string }) => n.op === 'early-exit.Exit')).toHaveLength(2);
     const input = join(dir, 'exit-input.json');
     await writeFile(input, JSON.stringify([Array(784).fill(0.25)]));
@@ -142,7 +144,13 @@ describe('dynn, the built binary', () => {
     expect(run.out).toContain('2 nodes');
     const input = join(dir, 'small.json');
     await writeFile(input, JSON.stringify([[1, -2, 3]]));
-    const predicted = await runDynn(['predict', join(dir, 'converted', 'model.json'), '--input', input, '--json']);
+    const predicted = await runDynn([
+      'predict',
+      join(dir, 'converted', 'model.json'),
+      '--input',
+      input,
+      '--json',
+    ]);
     const x = tf.tensor2d([[1, -2, 3]]);
     const expected = layers.predict(x) as tf.Tensor;
     const values = Object.values(JSON.parse(predicted.out))[0] as { values: number[][] };
@@ -169,7 +177,13 @@ describe('dynn, the built binary', () => {
     expect(entries.some((w: { quantization?: { dtype: string } }) => w.quantization?.dtype === 'uint8')).toBe(
       true,
     );
-    const bad = await runDynn(['convert', join(dir, 'keras', 'model.json'), join(dir, 'q'), '--quantize', 'int4']);
+    const bad = await runDynn([
+      'convert',
+      join(dir, 'keras', 'model.json'),
+      join(dir, 'q'),
+      '--quantize',
+      'int4',
+    ]);
     expect(bad.code).toBe(1);
     expect(bad.err).toMatch(/int4/);
   });
@@ -178,9 +192,24 @@ describe('dynn, the built binary', () => {
     const run = await runDynn(['bench', 'core', '--quick', '--json']);
     expect(run.code).toBe(0);
     const envelope = JSON.parse(run.out);
-    expect(Object.keys(envelope)).toEqual(['bench', 'backend', 'date', 'machine', 'quick', 'results', 'error']);
+    expect(Object.keys(envelope)).toEqual([
+      'bench',
+      'backend',
+      'date',
+      'machine',
+      'quick',
+      'results',
+      'error',
+    ]);
     expect(envelope).toMatchObject({ bench: 'core', backend: 'wasm', quick: true, error: null });
-    expect(Object.keys(envelope.machine).sort()).toEqual(['cores', 'cpu', 'memoryGiB', 'node', 'platform', 'tfjs']);
+    expect(Object.keys(envelope.machine).sort()).toEqual([
+      'cores',
+      'cpu',
+      'memoryGiB',
+      'node',
+      'platform',
+      'tfjs',
+    ]);
     expect(envelope.results).toHaveLength(6);
     for (const row of envelope.results) {
       expect(Object.keys(row).sort()).toEqual(['case', 'dynn_ms', 'model', 'ratio', 'tfjs_error', 'tfjs_ms']);
@@ -220,7 +249,9 @@ describe('dynn, the built binary', () => {
     const run = await runDynn(['demo', 'early-exit', '--quick', '--no-progress', '--out', out]);
     expect(run.code).toBe(0);
     expect(run.out).toMatch(/static network: \d+\.\d+% at [\d.]+ MFLOPs\/image/);
-    expect(run.out).toMatch(/early exit: \d+\.\d+% at [\d.]+ MFLOPs\/image \(served by exit 1 \/ 2 \/ 3 \/ final: /);
+    expect(run.out).toMatch(
+      /early exit: \d+\.\d+% at [\d.]+ MFLOPs\/image \(served by exit 1 \/ 2 \/ 3 \/ final: /,
+    );
     expect(await readFile(join(out, 'pareto.svg'), 'utf8')).toMatch(/^<svg/);
   }, 120_000);
 

@@ -134,9 +134,10 @@ export function buildProgram(
     .argument('<model.json>', 'tfjs-layers model file (quantized weights included)')
     .argument('<out-dir>', 'folder to write the dynn model to')
     .addOption(
-      new Option('--quantize <dtype>', 'store the weights quantized, and report size and output change').choices(
-        QUANTIZE_CHOICES,
-      ),
+      new Option(
+        '--quantize <dtype>',
+        'store the weights quantized, and report size and output change',
+      ).choices(QUANTIZE_CHOICES),
     )
     .action(async (source: string, outDir: string, opts: { quantize?: QuantizationDType }) => {
       const result = await convert(source, outDir, opts.quantize ? { quantize: opts.quantize } : {});
@@ -149,7 +150,10 @@ export function buildProgram(
     for (const spec of contribution.commands) {
       const command = group.command(spec.name).description(spec.description);
       for (const argument of spec.arguments ?? []) {
-        command.argument(argument.optional ? `[${argument.name}]` : `<${argument.name}>`, argument.description);
+        command.argument(
+          argument.optional ? `[${argument.name}]` : `<${argument.name}>`,
+          argument.description,
+        );
       }
       addOptions(command, spec.options).action(async (...values: unknown[]) => {
         const args = values.slice(0, spec.arguments?.length ?? 0) as (string | undefined)[];
@@ -252,7 +256,12 @@ function benchCommand(command: Command, name: string, spec: CliBench, io: CliIo)
       const quick = options.quick === true;
       let output: Awaited<ReturnType<CliBench['run']>>;
       try {
-        output = await spec.run({ ...io, options, quick, progress: options.progress !== false && !options.json });
+        output = await spec.run({
+          ...io,
+          options,
+          quick,
+          progress: options.progress !== false && !options.json,
+        });
       } catch (error) {
         // Machines reading `--json` still get the envelope, with the reason in `error`.
         if (options.json) io.out(`${JSON.stringify(benchEnvelope(id, quick, { error }), null, 2)}\n`);

@@ -64,16 +64,21 @@ export async function loadContribution(specifier: string, from = process.cwd()):
     if (missing && String((error as Error).message).includes(resolve(from, specifier))) throw notFound();
     throw error;
   }
-  const contribution = [module.dynnCli, module.default, (module.default as { default?: unknown })?.default].find(
-    isContribution,
-  );
+  const contribution = [
+    module.dynnCli,
+    module.default,
+    (module.default as { default?: unknown })?.default,
+  ].find(isContribution);
   if (contribution === undefined) {
     throw new DynnError(
       'INVALID_OPTION',
       `--plugin ${specifier}: the module exports no CLI contribution. Export one as default (or as \`dynnCli\`), made with defineCliContribution({ name, description, commands, benches, demo }) from @dynn/cli.`,
     );
   }
-  if (RESERVED_NAMES.has(contribution.name) || BUILT_IN_CONTRIBUTIONS.some((c) => c.name === contribution.name)) {
+  if (
+    RESERVED_NAMES.has(contribution.name) ||
+    BUILT_IN_CONTRIBUTIONS.some((c) => c.name === contribution.name)
+  ) {
     throw new DynnError(
       'INVALID_OPTION',
       `--plugin ${specifier}: its name '${contribution.name}' is taken by a dynn command or built-in package; rename the contribution.`,

@@ -63,7 +63,22 @@ export function definePlugin(plugin: Plugin): Plugin {
   return plugin;
 }
 
-/** The package that conventionally provides a domain's ops, for error messages. */
+/** The domains of dynn's own plugin packages (`@dynn/<domain>`), published or planned. */
+const DYNN_DOMAINS = new Set([
+  'early-exit',
+  'sorted-net',
+  'moe-router',
+  'sparse-attention',
+  'graph-dynamics',
+  'pruning',
+]);
+
+/**
+ * What to install for a domain's ops, for error messages: dynn's own package for its domains;
+ * otherwise the graph records only the domain, so the message says that rather than guess a name.
+ */
 export function packageForDomain(domain: string): string {
-  return domain === '' ? 'a plugin package' : `@dynn/${domain}`;
+  return DYNN_DOMAINS.has(domain)
+    ? `@dynn/${domain}`
+    : `the plugin package that provides domain '${domain}' (a model file records the domain, not the package)`;
 }

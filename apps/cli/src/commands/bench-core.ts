@@ -1,8 +1,8 @@
 import { createModel, createRuntime, type Graph, type Model, Trainer, useBackend } from '@dynn/core';
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
-import { DEMO_CNN_FILTERS, demoCnnGraph, mlpGraph } from '../demo-models.js';
 import { type BenchHead, measuredOn } from '../bench-envelope.js';
+import { DEMO_CNN_FILTERS, demoCnnGraph, mlpGraph } from '../demo-models.js';
 import { markdownTable } from '../report-files.js';
 import { type TimingOptions, timeMedian, timeSideBySide } from '../timing.js';
 

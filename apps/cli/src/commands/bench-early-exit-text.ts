@@ -25,10 +25,10 @@ import {
   sweepExits,
 } from '@dynn/early-exit';
 import * as tf from '@tensorflow/tfjs-core';
+import { type BenchHead, measuredOn } from '../bench-envelope.js';
 import { batchesOf, MEASURE_BATCH, runEach } from '../exit-runs.js';
 import { lineChartSvg } from '../plot.js';
 import { progressBar } from '../progress.js';
-import { type BenchHead, measuredOn } from '../bench-envelope.js';
 import { formatThreshold, markdownTable, writeReport } from '../report-files.js';
 import { timeSideBySide } from '../timing.js';
 

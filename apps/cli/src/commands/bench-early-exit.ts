@@ -22,6 +22,7 @@ import {
   sweepExits,
 } from '@dynn/early-exit';
 import * as tf from '@tensorflow/tfjs-core';
+import { type BenchHead, measuredOn } from '../bench-envelope.js';
 import { fashionCnnGraph } from '../demo-models.js';
 import {
   batchesOf,
@@ -34,7 +35,6 @@ import {
 } from '../exit-runs.js';
 import { loadFashionMnist } from '../fashion-mnist.js';
 import { progressBar } from '../progress.js';
-import { type BenchHead, measuredOn } from '../bench-envelope.js';
 import { formatThreshold, markdownTable, writeReport } from '../report-files.js';
 import { timeSideBySide } from '../timing.js';
 

@@ -10,7 +10,12 @@ export const coreCli = defineCliContribution({
       description:
         'MLP and demo CNN in dynn vs tfjs-layers on wasm: inference (batch 1, 256) and a training step (batch 64)',
       options: [
-        { flags: '--warmup <n>', description: 'untimed runs before timing', parse: 'positive-int', default: 5 },
+        {
+          flags: '--warmup <n>',
+          description: 'untimed runs before timing',
+          parse: 'positive-int',
+          default: 5,
+        },
         {
           flags: '--repeats <n>',
           description: 'timed runs per case (the median is reported)',

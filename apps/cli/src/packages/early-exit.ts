@@ -1,5 +1,5 @@
 import { DynnError } from '@dynn/core';
-import { earlyExit, type ExitHeadKind } from '@dynn/early-exit';
+import { type ExitHeadKind, earlyExit } from '@dynn/early-exit';
 import {
   benchEarlyExitMarkdown,
   QUICK_BENCH_EARLY_EXIT,
@@ -27,7 +27,11 @@ export const earlyExitCli = defineCliContribution({
         { name: 'out-dir', description: 'folder to write the model with exits to' },
       ],
       options: [
-        { flags: '--at <nodes>', description: 'comma-separated node names to put an exit after', parse: 'list' },
+        {
+          flags: '--at <nodes>',
+          description: 'comma-separated node names to put an exit after',
+          parse: 'list',
+        },
         {
           flags: '--every <k>',
           description: 'an exit after every k-th layer with parameters',
