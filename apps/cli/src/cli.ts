@@ -11,7 +11,7 @@ import {
 } from '@dynn/core';
 import * as tf from '@tensorflow/tfjs-core';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { benchEnvelope, benchHead } from './bench-envelope.js';
+import { benchEnvelope } from './bench-envelope.js';
 import { convert, formatConvertResult } from './commands/convert.js';
 import { QUICK_DEMO, runDemo } from './commands/demo.js';
 import { formatInspection, inspectModel } from './commands/inspect.js';
@@ -268,7 +268,7 @@ function benchCommand(command: Command, name: string, spec: CliBench, io: CliIo)
         throw error;
       }
       const envelope = benchEnvelope(id, quick, output);
-      const markdown = output.markdown(benchHead(id, quick));
+      const markdown = output.markdown(envelope);
       if (output.reportDir !== undefined) {
         await writeFile(join(output.reportDir, 'result.json'), `${JSON.stringify(envelope, null, 2)}\n`);
       }

@@ -63,15 +63,21 @@ export interface CliCommand {
   run(context: CliCommandContext): Promise<void>;
 }
 
-/** What a bench's `run` receives. */
-export interface CliBenchContext extends CliIo {
+/** What a bench's or a demo's `run` receives. */
+export interface CliRunContext extends CliIo {
   /** Options by camel-cased long name. */
   options: Readonly<Record<string, unknown>>;
   /** `--quick`: a smoke-sized run of a few seconds (CI), not a measurement to quote. */
   quick: boolean;
-  /** False with `--no-progress` or `--json`: draw no progress bar. */
+  /** False with `--no-progress` (and, for benches, `--json`): draw no progress bar. */
   progress: boolean;
 }
+
+/** What a bench's `run` receives. */
+export type CliBenchContext = CliRunContext;
+
+/** What a demo's `run` receives. */
+export type CliDemoContext = CliRunContext;
 
 /** What a bench measured: fields for the JSON envelope, and markdown for people and the docs. */
 export interface CliBenchOutput {
@@ -96,16 +102,6 @@ export interface CliBench {
   options?: readonly CliOption[];
   /** Runs the bench side by side against its baseline. */
   run(context: CliBenchContext): Promise<CliBenchOutput>;
-}
-
-/** What a demo's `run` receives. */
-export interface CliDemoContext extends CliIo {
-  /** Options by camel-cased long name. */
-  options: Readonly<Record<string, unknown>>;
-  /** `--quick`: a smoke-sized run of a few seconds. */
-  quick: boolean;
-  /** False with `--no-progress`: draw no progress bar. */
-  progress: boolean;
 }
 
 /** A guided run of a package on real data: `dynn demo <package>`. */

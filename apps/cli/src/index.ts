@@ -18,6 +18,7 @@ export type {
   CliDemo,
   CliDemoContext,
   CliIo,
+  CliRunContext,
   CliOption,
 } from './contribution.js';
 export { defineCliContribution } from './contribution.js';
