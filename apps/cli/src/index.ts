@@ -18,7 +18,7 @@ export type {
   CliDemo,
   CliDemoContext,
   CliIo,
-  CliRunContext,
   CliOption,
+  CliRunContext,
 } from './contribution.js';
 export { defineCliContribution } from './contribution.js';

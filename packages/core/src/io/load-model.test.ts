@@ -294,7 +294,13 @@ describe('loadModel on hostile and broken files', () => {
       j.modelTopology.nodes[1]!.op = 'fancy.Warp';
       (j.modelTopology.opsets as Record<string, number>).fancy = 1;
     });
-    await expectRefused(reader, 'UNKNOWN_OP', "'fancy.Warp'", "node 'scale'", "the plugin package that provides domain 'fancy'");
+    await expectRefused(
+      reader,
+      'UNKNOWN_OP',
+      "'fancy.Warp'",
+      "node 'scale'",
+      "the plugin package that provides domain 'fancy'",
+    );
     const undeclared = readerFor((j) => {
       j.modelTopology.nodes[1]!.op = 'fancy.Warp';
     });
