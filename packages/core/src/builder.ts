@@ -1,3 +1,4 @@
+import { type CompiledNode, compileNode, declaredTensors } from './compile.js';
 import { DynnError } from './errors.js';
 import {
   type Attrs,
@@ -11,8 +12,7 @@ import {
   type ValueInfo,
 } from './ir.js';
 import type { Runtime } from './runtime.js';
-import { inferNodeOutputs } from './shape-inference.js';
-import { addTensor, nodeTensorSpecs } from './validate.js';
+import { addTensor } from './validate.js';
 
 /** Options of one {@link GraphBuilder.add} call. */
 export interface AddOptions {
@@ -41,6 +41,8 @@ export class GraphBuilder {
   private readonly params: TensorInfo[] = [];
   private readonly state: TensorInfo[] = [];
   private readonly counters = new Map<string, number>();
+  /** Op domains used, sub-graphs included: the graph's opsets. */
+  private readonly domains = new Set<string>();
 
   /** Starts an empty graph whose nodes may use the ops of `runtime`. */
   constructor(runtime: Runtime) {
@@ -101,8 +103,7 @@ export class GraphBuilder {
       graphOutputs.push({ name: outputName, dtype: info.dtype, shape: info.shape });
     }
     const opsets: Record<string, number> = {};
-    for (const node of renamed) {
-      const { domain } = splitOpType(node.op);
+    for (const domain of this.domains) {
       const plugin = this.runtime.plugins.find((p) => p.domain === domain);
       if (plugin !== undefined) opsets[domain] = plugin.opset;
     }
@@ -138,13 +139,19 @@ export class GraphBuilder {
       return info;
     });
     for (const output of outputs) this.claim(output);
-    const infos = inferNodeOutputs(this.runtime, node, inputInfos);
-    const tensors = nodeTensorSpecs(this.runtime, node, inputInfos);
+    const compiled = compileNode(this.runtime, node, inputInfos);
+    const tensors = declaredTensors(compiled);
     this.nodes.push(node);
-    for (const info of infos) this.values.set(info.name, info);
+    for (const info of compiled.outputs) this.values.set(info.name, info);
     for (const t of tensors.params) addTensor(this.params, t.info);
     for (const t of tensors.state) addTensor(this.state, t.info);
+    this.addDomains(compiled);
     return outputs;
+  }
+
+  private addDomains(node: CompiledNode): void {
+    this.domains.add(splitOpType(node.node.op).domain);
+    for (const sub of node.subGraphs) for (const inner of sub.compiled.nodes) this.addDomains(inner);
   }
 
   private claim(name: string): void {

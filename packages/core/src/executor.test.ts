@@ -52,11 +52,14 @@ const retire = defineOp({
   attrs: {},
   inputs: { min: 1 },
   inferShape: elementwise,
-  async forward(_, [x]): Promise<OpResult> {
+  async decide(_, [x]) {
     const first = tf.tidy(() => tf.reshape(tf.slice(x!, [0, 0], [-1, 1]), [-1]));
     const values = await first.data();
     first.dispose();
-    const rows = Int32Array.from([...values.keys()].filter((i) => values[i]! < 0));
+    return Int32Array.from([...values.keys()].filter((i) => values[i]! < 0));
+  },
+  forward(ctx, [x]): OpResult {
+    const rows = ctx.decision as Int32Array;
     const indices = tf.tensor1d(rows, 'int32');
     const emitted = tf.tidy(() => tf.mul(tf.gather(x!, indices), 10));
     indices.dispose();

@@ -1,11 +1,22 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { DynnError, notATensor } from './errors.js';
-import { type Attrs, BATCH, type GraphNode } from './ir.js';
+import {
+  type Decisions,
+  driveAsync,
+  driveSync,
+  type Frame,
+  type NodeDoneEvent,
+  type NodeHook,
+  type RunMode,
+  runScope,
+  type ScopeResult,
+  trainingDeciders,
+} from './interpreter.js';
+import { BATCH } from './ir.js';
 import type { Model } from './model.js';
-import { type OpResult, type RunOptions, resolveAttrs } from './op.js';
-import { type AuxLoss, createOpContext, type OpSideEffects } from './op-context.js';
-import { takeRows } from './ops/basic/tensor-rows.js';
-import { elementAt, firstNonFinite, type NodeTensor, nodeTensorSpecs } from './validate.js';
+import type { RunOptions } from './op.js';
+import type { AuxLoss } from './op-context.js';
+import { elementAt, firstNonFinite } from './validate.js';
 
 /** What {@link Model.run} takes. */
 export interface RunRequest {
@@ -23,19 +34,27 @@ export interface RunRequest {
   checkInputs?: boolean;
   /** Graph outputs to compute (default all). Nodes no requested output depends on are skipped. */
   outputs?: readonly string[];
+  /** Called before and after every node, sub-graph nodes included (tracing, profiling, tests). */
+  hooks?: readonly NodeHook[];
 }
 
 /** What one node computed during a run. */
 export interface NodeReport {
-  /** The node's name. */
+  /** The node's name; its full path inside a sub-graph (`scan/body/cell`). */
   name: string;
   /** The node's op type. */
   op: string;
-  /** Rows of the batch the node computed on (fewer than the batch once rows retired). */
+  /** The enclosing node inside a sub-graph; absent at the top. */
+  parent?: string;
+  /** Times it ran: 1 at the top; a sub-graph node counts every call (a loop body, per step). */
+  calls: number;
+  /** Rows of the batch the node computed on (fewer than the batch once rows retired), summed over calls. */
   rows: number;
-  /** Floating-point operations it executed on those rows. */
+  /** Floating-point operations it executed on those rows, data-dependent work included. */
   flops: number;
-  /** Statistics the op recorded (`ctx.record`): exit counts, expert loads... */
+  /** Bytes it reported moving (gathers, scatters, dispatch copies). */
+  bytes: number;
+  /** Statistics the op recorded (`ctx.record`): exit counts, expert loads... (its last call's). */
   stats: Record<string, unknown>;
 }
 
@@ -45,9 +64,9 @@ export interface ComputeReport {
   batchSize: number;
   /** FLOPs executed, summed over nodes. */
   flops: number;
-  /** FLOPs had every row gone through every node. */
+  /** FLOPs had every row gone through every node, every dimension at its actual size. */
   fullFlops: number;
-  /** One entry per node that ran, in execution order. */
+  /** One entry per node that ran, in execution order; sub-graph nodes once each, after their first call. */
   nodes: NodeReport[];
   /** Per graph output, the node that produced each row's value, in input row order. */
   servedBy: Record<string, string[]>;
@@ -61,61 +80,6 @@ export interface RunResult {
   losses: AuxLoss[];
   /** What the run computed; absent when the request set `report: false`. */
   report?: ComputeReport;
-}
-
-interface Slot {
-  tensor: tf.Tensor;
-  /** Original row indices the tensor holds, or undefined for values without a batch axis. */
-  rows?: Int32Array;
-}
-
-interface Piece {
-  rows: Int32Array;
-  tensor: tf.Tensor;
-}
-
-const planCache = new WeakMap<Model, Map<string, { needed: boolean[]; last: Map<string, number> }>>();
-const attrCache = new WeakMap<Model, Map<string, Attrs>>();
-
-/** A node's attributes with defaults filled in (cached per model: graphs are immutable data). */
-function nodeAttrs(model: Model, node: GraphNode): Attrs {
-  let cache = attrCache.get(model);
-  if (cache === undefined) {
-    cache = new Map();
-    attrCache.set(model, cache);
-  }
-  const cached = cache.get(node.name);
-  if (cached !== undefined) return cached;
-  const attrs = resolveAttrs(model.runtime.op(node.op, node.name), node.attrs, node.name);
-  cache.set(node.name, attrs);
-  return attrs;
-}
-
-const nodeTensorCache = new WeakMap<
-  Model,
-  Map<string, { params: Record<string, tf.Tensor>; state: Record<string, tf.Tensor> }>
->();
-
-/** The node's parameters and state by local name (cached per model). */
-export function nodeTensors(model: Model, node: GraphNode) {
-  let cache = nodeTensorCache.get(model);
-  if (cache === undefined) {
-    cache = new Map();
-    nodeTensorCache.set(model, cache);
-  }
-  let entry = cache.get(node.name);
-  if (entry === undefined) {
-    const specs = nodeTensorSpecs(
-      model.runtime,
-      node,
-      node.inputs.map((name) => model.values.get(name)!),
-    );
-    const pick = (list: NodeTensor[], store: ReadonlyMap<string, tf.Variable>) =>
-      Object.fromEntries(list.map((t) => [t.local, store.get(t.info.name)!]));
-    entry = { params: pick(specs.params, model.params), state: pick(specs.state, model.state) };
-    cache.set(node.name, entry);
-  }
-  return entry;
 }
 
 /**
@@ -256,280 +220,121 @@ function requestedOutputs(model: Model, requested: readonly string[] | undefined
 }
 
 /**
- * Which nodes the wanted outputs depend on, and the index of each value's last reader among them
- * (cached per model and output set).
+ * The compute report, built by a {@link NodeHook}: one entry per top node, one per sub-graph node
+ * summed over its calls.
  */
-function plan(model: Model, wanted: readonly string[]): { needed: boolean[]; last: Map<string, number> } {
-  let cache = planCache.get(model);
-  if (cache === undefined) {
-    cache = new Map();
-    planCache.set(model, cache);
-  }
-  const key = wanted.join('\u0000');
-  let cached = cache.get(key);
-  if (cached === undefined) {
-    cached = computePlan(model, wanted);
-    cache.set(key, cached);
-  }
-  return cached;
+export function reportHook(batchSize: number): {
+  /** The hook to pass to the run. */
+  hook: NodeHook;
+  /** The report once the run ended. */
+  finish(servedBy: Record<string, string[]>): ComputeReport;
+} {
+  const nodes: NodeReport[] = [];
+  const byPath = new Map<string, NodeReport>();
+  let fullFlops = 0;
+  const hook: NodeHook = {
+    afterNode(event: NodeDoneEvent) {
+      fullFlops += event.fullFlops ?? 0;
+      const seen = byPath.get(event.path);
+      if (seen !== undefined) {
+        seen.calls += 1;
+        seen.rows += event.rows;
+        seen.flops += event.flops;
+        seen.bytes += event.bytes;
+        seen.stats = { ...event.records };
+        return;
+      }
+      const entry: NodeReport = {
+        name: event.path,
+        op: event.node.op,
+        ...(event.parent === undefined ? {} : { parent: event.parent }),
+        calls: 1,
+        rows: event.rows,
+        flops: event.flops,
+        bytes: event.bytes,
+        stats: { ...event.records },
+      };
+      byPath.set(event.path, entry);
+      nodes.push(entry);
+    },
+  };
+  return {
+    hook,
+    finish: (servedBy) => ({
+      batchSize,
+      flops: nodes.reduce((s, n) => s + n.flops, 0),
+      fullFlops,
+      nodes,
+      servedBy,
+    }),
+  };
 }
 
-function computePlan(
+function newFrame(
   model: Model,
-  wanted: readonly string[],
-): { needed: boolean[]; last: Map<string, number> } {
-  const nodes = model.graph.nodes;
-  const neededValues = new Set(wanted);
-  const needed = new Array<boolean>(nodes.length).fill(false);
-  for (let i = nodes.length - 1; i >= 0; i--) {
-    const node = nodes[i]!;
-    if (!node.outputs.some((o) => neededValues.has(o))) continue;
-    needed[i] = true;
-    for (const input of node.inputs) neededValues.add(input);
-  }
-  const last = new Map<string, number>();
-  nodes.forEach((node, i) => {
-    if (needed[i]) for (const name of node.inputs) last.set(name, i);
-  });
-  for (const name of wanted) last.set(name, Number.POSITIVE_INFINITY);
-  return { needed, last };
+  mode: RunMode,
+  training: boolean,
+  options: RunOptions,
+  seed: number,
+  hooks: readonly NodeHook[],
+): Frame {
+  return {
+    mode,
+    training,
+    options,
+    seed,
+    params: model.params,
+    state: model.state,
+    inputGradients: false,
+    hooks,
+    losses: [],
+    stateUpdates: new Map(),
+    decisions: new Map(),
+  };
 }
 
-/** Positions of `wanted` (ascending original rows) inside `held` (ascending, a superset). */
-function positionsOf(held: Int32Array, wanted: Int32Array): Int32Array {
-  const out = new Int32Array(wanted.length);
-  let j = 0;
-  for (let i = 0; i < wanted.length; i++) {
-    while (held[j] !== wanted[i]) j++;
-    out[i] = j;
+/**
+ * Runs a model on a batch through the interpreter. Rows an op retires are removed from every
+ * later node's inputs (gathered once, on first use), so their compute is really saved; outputs
+ * come back in the original row order. State updates apply once the run ends. See
+ * docs/architecture.md.
+ */
+export async function execute(model: Model, request: RunRequest): Promise<RunResult> {
+  const { feeds, batchSize } = await prepareFeeds(model, request.inputs, request.checkInputs ?? true);
+  const wanted = requestedOutputs(model, request.outputs);
+  const report = (request.report ?? true) ? reportHook(batchSize) : undefined;
+  const hooks = [...(request.hooks ?? []), ...(report ? [report.hook] : [])];
+  const frame = newFrame(
+    model,
+    'infer',
+    request.training ?? false,
+    request.options ?? {},
+    request.seed ?? 0,
+    hooks,
+  );
+  let result: ScopeResult;
+  try {
+    result = await driveAsync(runScope(frame, model.compiled, feeds, wanted));
+  } catch (error) {
+    tf.dispose([...frame.losses.map((l) => l.value), ...frame.stateUpdates.values()]);
+    throw error;
   }
-  return out;
+  applyStateUpdates(frame.stateUpdates);
+  const outputs = Object.fromEntries(result.outputs);
+  return report
+    ? { outputs, losses: frame.losses, report: report.finish(result.servedBy) }
+    : { outputs, losses: frame.losses };
 }
 
-function validateRetirement(node: GraphNode, model: Model, result: OpResult, active: Int32Array): Int32Array {
-  const retire = result.retire!;
-  const rows = retire.rows;
-  for (let i = 0; i < rows.length; i++) {
-    const r = rows[i]!;
-    if (!(r >= 0 && r < active.length) || (i > 0 && r <= rows[i - 1]!)) {
-      throw new DynnError(
-        'INVALID_GRAPH',
-        `Node '${node.name}' (${node.op}) retired row ${r}; retired rows must be ascending positions below ${active.length}.`,
-        { node: node.name, op: node.op },
-      );
-    }
-  }
-  for (const [name, t] of Object.entries(retire.outputs)) {
-    if (!model.graph.outputs.some((o) => o.name === name)) {
-      throw new DynnError(
-        'INVALID_GRAPH',
-        `Node '${node.name}' retired rows into unknown graph output '${name}'.`,
-        {
-          node: node.name,
-          op: node.op,
-        },
-      );
-    }
-    if (t.shape[0] !== rows.length) {
-      throw new DynnError(
-        'SHAPE_MISMATCH',
-        `Node '${node.name}' gave ${t.shape[0]} rows of output '${name}' for ${rows.length} retired rows.`,
-        { node: node.name, op: node.op },
-      );
-    }
-  }
-  return Int32Array.from(rows, (r) => active[r]!);
-}
-
-/** Concatenates the row pieces of one output and puts rows back in input order. */
-async function assemble(name: string, pieces: Piece[], batchSize: number): Promise<tf.Tensor> {
-  if (pieces.length === 1 && pieces[0]!.rows.length === batchSize) return pieces[0]!.tensor;
-  const order = new Int32Array(batchSize).fill(-1);
-  let offset = 0;
-  for (const piece of pieces) {
-    piece.rows.forEach((row, k) => {
-      order[row] = offset + k;
-    });
-    offset += piece.rows.length;
-  }
-  const missing = order.indexOf(-1);
-  if (missing >= 0) {
-    throw new DynnError(
-      'INVALID_GRAPH',
-      `Row ${missing} of output '${name}' was retired by a node that gave no value for '${name}'.`,
-    );
-  }
-  const joined = pieces.length === 1 ? pieces[0]!.tensor : tf.concat(pieces.map((p) => p.tensor));
-  const ordered = await takeRows(joined, order);
-  if (joined !== pieces[0]!.tensor) joined.dispose();
-  tf.dispose(pieces.map((p) => p.tensor));
-  return ordered;
-}
-
-function applyEffects(model: Model, node: GraphNode, effects: OpSideEffects): void {
-  const { state } = nodeTensors(model, node);
-  for (const [local, value] of effects.stateUpdates) {
-    (state[local] as tf.Variable).assign(value);
+/** Assigns collected state updates to their variables and frees the updates. */
+export function applyStateUpdates(updates: ReadonlyMap<tf.Variable, tf.Tensor>): void {
+  for (const [variable, value] of updates) {
+    variable.assign(value);
     value.dispose();
   }
 }
 
-/**
- * Runs a model on a batch, node by node. Rows an op retires are removed from every later node's
- * inputs (gathered once, on first use), so their compute is really saved; outputs come back in
- * the original row order. See docs/architecture.md.
- */
-export async function execute(model: Model, request: RunRequest): Promise<RunResult> {
-  const { feeds, batchSize } = await prepareFeeds(model, request.inputs, request.checkInputs ?? true);
-  const training = request.training ?? false;
-  const wantReport = request.report ?? true;
-  const seed = request.seed ?? 0;
-  const wanted = requestedOutputs(model, request.outputs);
-  const { needed, last } = plan(model, wanted);
-  const slots = new Map<string, Slot>();
-  const holders = new Map<tf.Tensor, number>();
-  // Tensors the caller or the model owns are never disposed here, even if an op passes them on.
-  const external = new Set<tf.Tensor>([...feeds.values(), ...model.params.values(), ...model.state.values()]);
-  const owned = (t: tf.Tensor) => !external.has(t);
-  const hold = (name: string, slot: Slot) => {
-    slots.set(name, slot);
-    holders.set(slot.tensor, (holders.get(slot.tensor) ?? 0) + 1);
-  };
-  const release = (name: string) => {
-    const slot = slots.get(name);
-    if (slot === undefined) return;
-    slots.delete(name);
-    const count = (holders.get(slot.tensor) ?? 1) - 1;
-    holders.set(slot.tensor, count);
-    if (count === 0 && owned(slot.tensor)) slot.tensor.dispose();
-  };
-  const all = Int32Array.from({ length: batchSize }, (_, i) => i);
-  for (const [name, t] of feeds) {
-    const info = model.values.get(name)!;
-    hold(name, info.shape[0] === BATCH ? { tensor: t, rows: all } : { tensor: t });
-  }
-  let active = all;
-  const pieces = new Map<string, Piece[]>();
-  const servedBy: Record<string, string[]> = {};
-  for (const name of wanted) servedBy[name] = new Array<string>(batchSize).fill('');
-  const nodes: NodeReport[] = [];
-  const losses: AuxLoss[] = [];
-  let fullFlops = 0;
-
-  const aligned = async (name: string): Promise<tf.Tensor> => {
-    const slot = slots.get(name)!;
-    if (slot.rows === undefined || slot.rows === active) return slot.tensor;
-    const taken = await takeRows(slot.tensor, positionsOf(slot.rows, active));
-    release(name);
-    hold(name, { tensor: taken, rows: active });
-    return taken;
-  };
-
-  try {
-    for (const [index, node] of model.graph.nodes.entries()) {
-      if (!needed[index]) continue;
-      const def = model.runtime.op(node.op, node.name);
-      const attrs = nodeAttrs(model, node);
-      const fullShape = (name: string) =>
-        model.values.get(name)!.shape.map((d) => (d === BATCH ? batchSize : typeof d === 'number' ? d : 1));
-      if (wantReport) fullFlops += def.flops(attrs, node.inputs.map(fullShape), node.outputs.map(fullShape));
-      if (active.length === 0) {
-        nodes.push({ name: node.name, op: node.op, rows: 0, flops: 0, stats: {} });
-        continue;
-      }
-      const inputs: tf.Tensor[] = [];
-      for (const name of node.inputs) inputs.push(await aligned(name));
-      const { params, state } = nodeTensors(model, node);
-      const { context, effects } = createOpContext({
-        node,
-        attrs,
-        params,
-        state,
-        training,
-        options: request.options ?? {},
-        rows: { batchSize, indices: active },
-        seed,
-      });
-      let result: tf.Tensor[] | OpResult;
-      try {
-        result = await def.forward(context, inputs);
-      } catch (error) {
-        if (error instanceof DynnError) throw error;
-        throw new DynnError(
-          'INVALID_INPUT',
-          `Node '${node.name}' (${node.op}) failed: ${(error as Error).message}`,
-          {
-            node: node.name,
-            op: node.op,
-          },
-        );
-      }
-      const outputs = Array.isArray(result) ? result : result.outputs;
-      const rowsBefore = active;
-      outputs.forEach((t, i) => {
-        const name = node.outputs[i]!;
-        const batchMajor = model.values.get(name)!.shape[0] === BATCH;
-        hold(name, batchMajor ? { tensor: t, rows: rowsBefore } : { tensor: t });
-        if (wanted.includes(name)) {
-          // A requested output is kept for the rows it was computed on now, before any of them
-          // retire at a later node. Tensors the caller or the model owns are cloned, never handed
-          // out; the piece's hold keeps the executor from disposing the tensor.
-          const tensor = owned(t) ? t : t.clone();
-          holders.set(tensor, (holders.get(tensor) ?? 0) + 1);
-          const rows = batchMajor ? rowsBefore : all;
-          const list = pieces.get(name) ?? [];
-          list.push({ rows, tensor });
-          pieces.set(name, list);
-          for (const row of rows) servedBy[name]![row] = node.name;
-        }
-      });
-      if (!Array.isArray(result) && result.retire !== undefined) {
-        const retired = validateRetirement(node, model, result, active);
-        for (const [name, t] of Object.entries(result.retire.outputs)) {
-          if (!wanted.includes(name)) {
-            t.dispose();
-            continue;
-          }
-          const list = pieces.get(name) ?? [];
-          list.push({ rows: retired, tensor: t });
-          pieces.set(name, list);
-          for (const row of retired) servedBy[name]![row] = node.name;
-        }
-        const gone = new Set(retired);
-        active = active.filter((row) => !gone.has(row));
-      }
-      losses.push(...effects.losses);
-      applyEffects(model, node, effects);
-      if (wantReport) {
-        const shapes = (ts: tf.Tensor[]) => ts.map((t) => t.shape);
-        nodes.push({
-          name: node.name,
-          op: node.op,
-          rows: rowsBefore.length,
-          flops: def.flops(attrs, shapes(inputs), shapes(outputs)),
-          stats: effects.records,
-        });
-      }
-      for (const name of node.inputs) if (last.get(name) === index) release(name);
-    }
-
-    const results: Record<string, tf.Tensor> = {};
-    for (const output of model.graph.outputs.filter((o) => wanted.includes(o.name))) {
-      const list = pieces.get(output.name) ?? [];
-      pieces.delete(output.name);
-      results[output.name] = await assemble(output.name, list, batchSize);
-    }
-    const report: ComputeReport | undefined = wantReport
-      ? { batchSize, flops: nodes.reduce((s, n) => s + n.flops, 0), fullFlops, nodes, servedBy }
-      : undefined;
-    return report ? { outputs: results, losses, report } : { outputs: results, losses };
-  } finally {
-    for (const name of [...slots.keys()]) release(name);
-    for (const list of pieces.values()) tf.dispose(list.map((p) => p.tensor));
-  }
-}
-
-/** How {@link forwardForTraining} runs. */
+/** How the steps of a training step run ({@link decideForTraining}, {@link forwardForTraining}). */
 export interface TapedForwardOptions {
   /** Parameters being trained (default all): tells ops which inputs need gradients. */
   trainable?: ReadonlySet<tf.Variable>;
@@ -540,11 +345,17 @@ export interface TapedForwardOptions {
   training?: boolean;
   /** Whether gradients must flow into the graph inputs themselves (default false). */
   inputGradients?: boolean;
+  /** Graph outputs the step needs (default all): nodes none of them depends on are skipped. */
+  outputs?: readonly string[];
+  /** Called before and after every node. */
+  hooks?: readonly NodeHook[];
+  /** Decisions from {@link decideForTraining}, needed when some op decides in training. */
+  decisions?: Decisions;
 }
 
 /** What {@link forwardForTraining} returns: outputs and side effects, all inside the caller's tape. */
 export interface TrainingForward {
-  /** Every graph output, for every row. */
+  /** The requested graph outputs (default all), for every row. */
   outputs: Record<string, tf.Tensor>;
   /** Auxiliary losses the ops added. */
   losses: AuxLoss[];
@@ -553,64 +364,65 @@ export interface TrainingForward {
 }
 
 /**
- * Runs every node on every row, synchronously, in training mode: the form gradients need
- * (`tf.variableGrads` tapes synchronously). Ops must not be async or retire rows here.
- * Intermediates are left to the caller's `tf.tidy`; state updates are `tf.keep`-ed.
+ * The decide step of a training step: runs the graph untaped, in training mode, up to its last
+ * op that decides in training (`decidesInTraining`), and returns their decisions for
+ * {@link forwardForTraining}. Returns an empty map, computing nothing, when no op decides in
+ * training. Feeds must be checked already ({@link Trainer.step} does).
+ */
+export async function decideForTraining(
+  model: Model,
+  feeds: ReadonlyMap<string, tf.Tensor>,
+  options: RunOptions,
+  seed: number,
+  { trainable, training = true }: Pick<TapedForwardOptions, 'trainable' | 'training'> = {},
+): Promise<Decisions> {
+  const frame = newFrame(model, 'decide', training, options, seed, []);
+  if (trainable) frame.trainable = trainable;
+  if (trainingDeciders(model.compiled).length === 0) return frame.decisions;
+  try {
+    await driveAsync(runScope(frame, model.compiled, feeds, []));
+  } finally {
+    // The decide step only decides: its losses and state updates belong to the taped step.
+    tf.dispose([...frame.losses.map((l) => l.value), ...frame.stateUpdates.values()]);
+  }
+  return frame.decisions;
+}
+
+/**
+ * The taped step of a training step: runs the graph synchronously on every row, in training mode,
+ * inside the caller's gradient tape (`tf.variableGrads` tapes synchronously), replaying the
+ * decisions of {@link decideForTraining}. Intermediates are left to the caller's `tf.tidy`;
+ * state updates are `tf.keep`-ed for the caller to apply after the optimizer step.
  */
 export function forwardForTraining(
   model: Model,
   feeds: ReadonlyMap<string, tf.Tensor>,
   options: RunOptions,
   seed: number,
-  { trainable, training = true, inputGradients = false }: TapedForwardOptions = {},
+  {
+    trainable,
+    training = true,
+    inputGradients = false,
+    outputs,
+    hooks = [],
+    decisions,
+  }: TapedForwardOptions = {},
 ): TrainingForward {
-  const values = new Map<string, tf.Tensor>(feeds);
-  const losses: AuxLoss[] = [];
-  const stateUpdates = new Map<tf.Variable, tf.Tensor>();
-  const batchSize = feeds.values().next().value?.shape[0] ?? 1;
-  const rows = { batchSize, indices: Int32Array.from({ length: batchSize }, (_, i) => i) };
-  // A value needs a gradient when some trainable parameter influences it.
-  const influenced = new Set<string>(inputGradients ? feeds.keys() : []);
-  for (const node of model.graph.nodes) {
-    const def = model.runtime.op(node.op, node.name);
-    const { params, state } = nodeTensors(model, node);
-    const inputGradients = node.inputs.map((name) => influenced.has(name));
-    const ownsTrainable = Object.values(params).some((p) => trainable?.has(p as tf.Variable) ?? true);
-    if (ownsTrainable || inputGradients.some(Boolean)) for (const name of node.outputs) influenced.add(name);
-    // A frozen node with state (batch norm) runs in inference mode, as a frozen Keras layer does:
-    // it normalises with its moving statistics and leaves them as they are (retrofit, fine-tuning).
-    const frozenWithState = Object.keys(params).length > 0 && !ownsTrainable && Object.keys(state).length > 0;
-    const { context, effects } = createOpContext({
-      inputGradients,
-      node,
-      attrs: nodeAttrs(model, node),
-      params,
-      state,
-      training: training && !frozenWithState,
-      options,
-      rows,
-      seed,
-    });
-    const result = def.forward(
-      context,
-      node.inputs.map((name) => values.get(name)!),
-    );
-    if (result instanceof Promise || (!Array.isArray(result) && result.retire !== undefined)) {
-      throw new DynnError(
-        'INVALID_OPTION',
-        `Node '${node.name}' (${node.op}) is asynchronous or retires rows in training; in training every row must run synchronously.`,
-        { node: node.name, op: node.op },
-      );
-    }
-    const outputs = Array.isArray(result) ? result : result.outputs;
-    outputs.forEach((t, i) => {
-      values.set(node.outputs[i]!, t);
-    });
-    losses.push(...effects.losses);
-    for (const [local, value] of effects.stateUpdates)
-      stateUpdates.set(state[local] as tf.Variable, tf.keep(value));
+  const frame = newFrame(model, 'taped', training, options, seed, hooks);
+  frame.inputGradients = inputGradients;
+  if (trainable) frame.trainable = trainable;
+  if (decisions) frame.decisions = decisions;
+  const wanted = requestedOutputs(model, outputs);
+  let result: ScopeResult;
+  try {
+    result = driveSync(runScope(frame, model.compiled, feeds, wanted), 'The graph');
+  } catch (error) {
+    tf.dispose([...frame.stateUpdates.values()]);
+    throw error;
   }
-  const outputs: Record<string, tf.Tensor> = {};
-  for (const output of model.graph.outputs) outputs[output.name] = values.get(output.name)!;
-  return { outputs, losses, stateUpdates };
+  return {
+    outputs: Object.fromEntries(result.outputs),
+    losses: frame.losses,
+    stateUpdates: frame.stateUpdates,
+  };
 }

@@ -8,6 +8,8 @@ export type { BackendName, UseBackendOptions } from './backend.js';
 export { activeBackend, BACKEND_NAMES, ensureBackend, useBackend } from './backend.js';
 export type { AddOptions } from './builder.js';
 export { GraphBuilder } from './builder.js';
+export type { CompiledGraph, CompiledNode, CompiledSubGraph, NodeTensor } from './compile.js';
+export { compileGraph, inferNodeOutputs, inferShapes, nodeTensorSpecs } from './compile.js';
 export type { DynnErrorCode, DynnErrorContext } from './errors.js';
 export { DynnError, isDynnError } from './errors.js';
 export type {
@@ -76,7 +78,7 @@ export type { Rng } from './random.js';
 export { createRng, seedFor, shuffledIndices } from './random.js';
 export type { Runtime, RuntimeOptions } from './runtime.js';
 export { createRuntime } from './runtime.js';
-export { inferNodeOutputs, inferShapes } from './shape-inference.js';
+
 export type {
   Dataset,
   EpochLogs,
@@ -89,5 +91,4 @@ export type {
   TrainerOptions,
 } from './train.js';
 export { cosineDecay, evaluate, fit, Trainer } from './train.js';
-export type { NodeTensor } from './validate.js';
-export { addTensor, nodeTensorSpecs, validateGraph } from './validate.js';
+export { addTensor, validateGraph } from './validate.js';

@@ -22,7 +22,7 @@ export interface ValueInfo {
   shape: Dim[];
 }
 
-/** An attribute value: JSON data, or a nested graph (for ops whose attribute is a sub-graph). */
+/** An attribute value: JSON data, or nested graphs (for ops whose attribute is a sub-graph). */
 export type AttrValue =
   | number
   | string
@@ -30,7 +30,8 @@ export type AttrValue =
   | null
   | number[]
   | string[]
-  | Graph
+  | SubGraph
+  | SubGraph[]
   | { [key: string]: AttrValue }
   | AttrValue[];
 
@@ -142,6 +143,14 @@ export interface Graph {
   /** Non-trainable state the nodes use (running statistics, masks...). */
   state: TensorInfo[];
 }
+
+/**
+ * A graph held in a node's attribute (kind `graph` or `graphs`): an expert, a loop body, a
+ * branch. Its values are its own; its parameters and state are declared by the top graph, named
+ * after the enclosing node and attribute (`moe1/experts/3/fc1/kernel`). Its first dimension
+ * `batch` is the rows the enclosing op gives it.
+ */
+export type SubGraph = Pick<Graph, 'inputs' | 'outputs' | 'nodes'>;
 
 /** The current IR spec version. */
 export const SPEC_VERSION = 1 as const;

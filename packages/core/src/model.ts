@@ -1,13 +1,14 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { assertBackend } from './backend.js';
+import { type CompiledGraph, type CompiledNode, declaredTensors } from './compile.js';
 import { DynnError } from './errors.js';
 import { type ComputeReport, execute, type RunRequest, type RunResult } from './executor.js';
 import { initTensor } from './initializers.js';
+import { subGraphFlopsContext } from './interpreter.js';
 import { BATCH, type Graph, type TensorInfo, type ValueInfo } from './ir.js';
-import { resolveAttrs } from './op.js';
 import { createRng, seedFor } from './random.js';
 import type { Runtime } from './runtime.js';
-import { nodeTensorSpecs, validateGraph } from './validate.js';
+import { checkGraph } from './validate.js';
 
 /** Options for {@link createModel}. */
 export interface CreateModelOptions {
@@ -22,15 +23,17 @@ export interface CreateModelOptions {
 
 /** Static cost of one node at a given batch size, as `dynn inspect` prints it. */
 export interface NodeCost {
-  /** The node's name. */
+  /** The node's name; its full path inside a sub-graph (`scan/body/cell`). */
   name: string;
+  /** The enclosing node inside a sub-graph; absent at the top. */
+  parent?: string;
   /** The node's op type. */
   op: string;
   /** Shape of its first output at that batch size. */
   outputShape: number[];
-  /** Trainable parameter elements it declares. */
+  /** Trainable parameter elements it declares (its sub-graphs' included). */
   params: number;
-  /** FLOPs of one run of the node on every row. */
+  /** FLOPs of one run of the node on every row (its sub-graphs' included; for a sub-graph node, one call). */
   flops: number;
 }
 
@@ -47,21 +50,24 @@ export class Model {
   readonly params: ReadonlyMap<string, tf.Variable>;
   /** Non-trainable state by name. */
   readonly state: ReadonlyMap<string, tf.Variable>;
-  /** Inferred dtype and symbolic shape of every value. */
+  /** Inferred dtype and symbolic shape of every value of the top graph. */
   readonly values: ReadonlyMap<string, ValueInfo>;
+  /** @internal The graph compiled against the runtime: what the interpreter runs. */
+  readonly compiled: CompiledGraph;
   private disposed = false;
 
   /** @internal Use {@link createModel}. */
   constructor(
     runtime: Runtime,
     graph: Graph,
-    values: Map<string, ValueInfo>,
+    compiled: CompiledGraph,
     params: Map<string, tf.Variable>,
     state: Map<string, tf.Variable>,
   ) {
     this.runtime = runtime;
     this.graph = graph;
-    this.values = values;
+    this.compiled = compiled;
+    this.values = compiled.values;
     this.params = params;
     this.state = state;
   }
@@ -96,28 +102,33 @@ export class Model {
     return total;
   }
 
-  /** Static cost per node for a batch of `batchSize` rows (every row through every node). */
-  costs(batchSize = 1): NodeCost[] {
-    const concrete = (name: string) =>
-      this.values.get(name)!.shape.map((d) => (d === BATCH ? batchSize : typeof d === 'number' ? d : 1));
-    return this.graph.nodes.map((node) => {
-      const def = this.runtime.op(node.op, node.name);
-      const attrs = resolveAttrs(def, node.attrs, node.name);
-      const inputs = node.inputs.map(concrete);
-      const outputs = node.outputs.map(concrete);
-      const params = nodeTensorSpecs(
-        this.runtime,
-        node,
-        node.inputs.map((name) => this.values.get(name)!),
-      ).params.reduce((sum, t) => sum + t.info.shape.reduce((a, b) => a * b, 1), 0);
-      return {
-        name: node.name,
-        op: node.op,
+  /**
+   * Static cost per node for a batch of `batchSize` rows (every row through every node), then
+   * each sub-graph's nodes for one call, after their enclosing node. Other symbolic dimensions
+   * take their size from `dims` (e.g. `{ time: 100 }`), else 1.
+   */
+  costs(batchSize = 1, dims: Readonly<Record<string, number>> = {}): NodeCost[] {
+    const size = (d: string | number) =>
+      typeof d === 'number' ? d : d === BATCH ? batchSize : (dims[d] ?? 1);
+    const out: NodeCost[] = [];
+    const visit = (c: CompiledNode, parent?: string) => {
+      const inputs = c.inputs.map((v) => v.shape.map(size));
+      const outputs = c.outputs.map((v) => v.shape.map(size));
+      out.push({
+        name: c.path,
+        ...(parent === undefined ? {} : { parent }),
+        op: c.node.op,
         outputShape: outputs[0]!,
-        params,
-        flops: def.flops(attrs, inputs, outputs),
-      };
-    });
+        params: declaredTensors(c).params.reduce(
+          (sum, t) => sum + t.info.shape.reduce((a, b) => a * b, 1),
+          0,
+        ),
+        flops: c.def.flops(c.attrs, inputs, outputs, subGraphFlopsContext(c)),
+      });
+      for (const sub of c.subGraphs) for (const inner of sub.compiled.nodes) visit(inner, c.path);
+    };
+    for (const c of this.compiled.nodes) visit(c);
+    return out;
   }
 
   /** Frees every parameter and state tensor. The model cannot run afterwards. */
@@ -175,11 +186,11 @@ function makeVariables(
  */
 export function createModel(runtime: Runtime, graph: Graph, options: CreateModelOptions = {}): Model {
   assertBackend();
-  const values = validateGraph(runtime, graph);
+  const compiled = checkGraph(runtime, graph);
   const seed = options.seed ?? 0;
   const params = makeVariables(graph.params, true, seed, options.weights);
   const state = makeVariables(graph.state, false, seed, options.weights);
-  return new Model(runtime, graph, values, params, state);
+  return new Model(runtime, graph, compiled, params, state);
 }
 
 export type { ComputeReport, RunRequest, RunResult };

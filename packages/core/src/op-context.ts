@@ -1,6 +1,6 @@
 import type * as tf from '@tensorflow/tfjs-core';
 import type { Attrs, GraphNode } from './ir.js';
-import type { OpContext, RowSet, RunOptions } from './op.js';
+import type { OpContext, RowSet, RunGraphOptions, RunOptions } from './op.js';
 import { createRng, type Rng, seedFor } from './random.js';
 
 /** An auxiliary loss added by a node during a run. */
@@ -21,6 +21,8 @@ export interface OpSideEffects {
   stateUpdates: Map<string, tf.Tensor>;
   /** Statistics recorded with `record`, by key. */
   records: Record<string, unknown>;
+  /** Data-dependent compute added with `addCompute`. */
+  compute: { flops: number; bytes: number };
 }
 
 /** Everything needed to build the context an op's forward sees. */
@@ -43,6 +45,10 @@ export interface OpContextInit<A extends Attrs> {
   inputGradients?: readonly boolean[];
   /** Seed of the run; each node derives its own stream from it and its name. */
   seed: number;
+  /** The decision the op's `decide` made for this call, if any. */
+  decision?: unknown;
+  /** Runs one of the node's sub-graphs (the interpreter provides it; absent: the op has none to run). */
+  runGraph?: (attr: string, inputs: readonly tf.Tensor[], options?: RunGraphOptions) => tf.Tensor[];
 }
 
 /**
@@ -57,7 +63,12 @@ export function createOpContext<A extends Attrs>(
   /** What the forward asked for through the context, filled in as it runs. */
   effects: OpSideEffects;
 } {
-  const effects: OpSideEffects = { losses: [], stateUpdates: new Map(), records: {} };
+  const effects: OpSideEffects = {
+    losses: [],
+    stateUpdates: new Map(),
+    records: {},
+    compute: { flops: 0, bytes: 0 },
+  };
   let rng: Rng | undefined;
   const context: OpContext<A> = {
     node: init.node,
@@ -84,6 +95,17 @@ export function createOpContext<A extends Attrs>(
     },
     record(key, value) {
       effects.records[key] = value;
+    },
+    addCompute({ flops = 0, bytes = 0 }) {
+      effects.compute.flops += flops;
+      effects.compute.bytes += bytes;
+    },
+    decision: init.decision,
+    runGraph(attr, inputs, options) {
+      if (init.runGraph === undefined) {
+        throw new Error(`node '${init.node.name}' has no sub-graph runner: run it through a model`);
+      }
+      return init.runGraph(attr, inputs, options);
     },
   };
   return { context, effects };

@@ -2,6 +2,7 @@ import type * as tf from '@tensorflow/tfjs-core';
 import { DynnError } from './errors.js';
 import type { Attrs, AttrValue, Dim, DType, GraphNode, Initializer, ValueInfo } from './ir.js';
 import type { Rng } from './random.js';
+import { subGraphProblem } from './sub-graph.js';
 
 /** The kind of an attribute, checked when a graph is validated. */
 export type AttrKind =
@@ -14,6 +15,7 @@ export type AttrKind =
   | 'strings'
   | 'enum'
   | 'graph'
+  | 'graphs'
   | 'json';
 
 /** Schema of one attribute. An attribute without `default` is required. */
@@ -88,6 +90,20 @@ export interface OpResult {
   retire?: Retirement;
 }
 
+/** How {@link OpContext.runGraph} runs a sub-graph. */
+export interface RunGraphOptions {
+  /** Which graph of a `graphs` attribute (0-based); omit for a `graph` attribute. */
+  index?: number;
+}
+
+/** Extra compute an op did beyond what its `flops` says for its shapes (data-dependent work). */
+export interface ComputeRecord {
+  /** Floating-point operations. */
+  flops?: number;
+  /** Bytes moved (gathers, scatters, dispatch copies). */
+  bytes?: number;
+}
+
 /** Run options: deployment choices read by ops (thresholds, widths...), keyed by plugin. */
 export type RunOptions = Readonly<Record<string, unknown>>;
 
@@ -121,6 +137,46 @@ export interface OpContext<A extends Attrs = Attrs> {
   updateState(name: string, value: tf.Tensor): void;
   /** Records a statistic in the compute report under this node (counts, histograms...). */
   record(key: string, value: unknown): void;
+  /**
+   * Adds data-dependent compute to this node's report (tokens per expert, blocks kept): what the
+   * op's `flops` cannot know from shapes alone. Recorded in inference and in training.
+   */
+  addCompute(compute: ComputeRecord): void;
+  /**
+   * What the op's `decide` returned for this call, or undefined (no `decide`, or none this run).
+   * In training it comes from the decide step, made before the taped step: plain data only.
+   */
+  readonly decision: unknown;
+  /**
+   * Runs one of the node's sub-graphs (attribute `attr`) on `inputs` (in the sub-graph's input
+   * order; their first dimension is the rows it computes) through the same interpreter as the
+   * graph: the run's options, training mode, seed, losses, report, hooks and gradient tape.
+   * Synchronous. Returns the sub-graph's outputs, owned by the caller.
+   */
+  runGraph(attr: string, inputs: readonly tf.Tensor[], options?: RunGraphOptions): tf.Tensor[];
+}
+
+/** What an op's `inferShape` can ask about its sub-graphs. */
+export interface InferContext {
+  /** The inferred inputs and outputs of sub-graph `attr` (entry `index` of a `graphs` attribute). */
+  subGraph(
+    attr: string,
+    index?: number,
+  ): {
+    /** Its declared inputs. */
+    inputs: readonly ValueInfo[];
+    /** Its outputs, as inferred from its inputs. */
+    outputs: readonly ValueInfo[];
+  };
+}
+
+/** What an op's `flops` can ask about its sub-graphs. */
+export interface FlopsContext {
+  /**
+   * FLOPs of one run of sub-graph `attr` (entry `index` of a `graphs` attribute) on inputs of
+   * these concrete shapes. In a run's report it is 0: the sub-graph's nodes report their own.
+   */
+  subGraphFlops(attr: string, inputs: readonly number[][], index?: number): number;
 }
 
 /** The definition of an op: plain data and pure functions, no side effects. */
@@ -146,16 +202,35 @@ export interface OpDef<A extends Attrs = Attrs> {
   params?(attrs: A, inputs: readonly ValueInfo[]): ParamSpec[];
   /** Non-trainable state tensors, from the attributes and the input shapes. */
   state?(attrs: A, inputs: readonly ValueInfo[]): ParamSpec[];
-  /** Output shapes and dtypes; throws a plain `Error` describing a mismatch (the caller names the node). */
-  inferShape(attrs: A, inputs: readonly ValueInfo[]): OutputInfo[];
   /**
-   * Computes the outputs with tfjs ops. May be async in inference (to read values back before
-   * deciding, e.g. which rows exit); must be synchronous when `ctx.training` is true, because
-   * gradients are taped synchronously.
+   * Output shapes and dtypes; throws a plain `Error` describing a mismatch (the caller names the
+   * node). `ctx` gives the inferred signature of the op's sub-graphs (dynn always passes it; an
+   * op test may omit it for an op without sub-graphs).
    */
-  forward(ctx: OpContext<A>, inputs: tf.Tensor[]): tf.Tensor[] | OpResult | Promise<tf.Tensor[] | OpResult>;
-  /** Floating-point operations for concrete input/output shapes (a multiply-add counts 2). */
-  flops(attrs: A, inputs: readonly number[][], outputs: readonly number[][]): number;
+  inferShape(attrs: A, inputs: readonly ValueInfo[], ctx?: InferContext): OutputInfo[];
+  /**
+   * The data-dependent decision of one call (which rows leave, which tokens go to which expert),
+   * made before `forward` and free to read values back (async). It runs untaped: in training, in
+   * a decide step before the taped step (see `decidesInTraining`), whose `forward` then reads it
+   * as `ctx.decision`. Return undefined when there is nothing to decide.
+   */
+  decide?(ctx: OpContext<A>, inputs: tf.Tensor[]): unknown | Promise<unknown>;
+  /**
+   * Whether `decide` runs in training too (default false: in training every row runs `forward`
+   * with no decision). True costs each training step an untaped forward pass up to this node.
+   */
+  decidesInTraining?: boolean;
+  /**
+   * Computes the outputs with tfjs ops, synchronously (gradients are taped synchronously). A
+   * decision that needs values read back belongs in `decide`.
+   */
+  forward(ctx: OpContext<A>, inputs: tf.Tensor[]): tf.Tensor[] | OpResult;
+  /**
+   * Floating-point operations for concrete input/output shapes (a multiply-add counts 2),
+   * sub-graphs included through `ctx.subGraphFlops` (dynn always passes it; an op test may omit it
+   * for an op without sub-graphs).
+   */
+  flops(attrs: A, inputs: readonly number[][], outputs: readonly number[][], ctx?: FlopsContext): number;
 }
 
 /**
@@ -228,9 +303,15 @@ function attrProblem(value: AttrValue, spec: AttrSpec, where: string): string | 
         ? undefined
         : `${where} must be an array of strings`;
     case 'graph':
-      return value !== null && typeof value === 'object' && !Array.isArray(value) && 'nodes' in value
-        ? undefined
-        : `${where} must be a graph`;
+      return subGraphProblem(value, where);
+    case 'graphs': {
+      if (!Array.isArray(value)) return `${where} must be an array of graphs`;
+      for (const [i, graph] of value.entries()) {
+        const problem = subGraphProblem(graph as AttrValue, `${where}[${i}]`);
+        if (problem) return problem;
+      }
+      return undefined;
+    }
     case 'json':
       return undefined;
   }

@@ -1,6 +1,12 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { DynnError, notATensor } from './errors.js';
-import { forwardForTraining, prepareFeeds } from './executor.js';
+import {
+  type ComputeReport,
+  decideForTraining,
+  forwardForTraining,
+  prepareFeeds,
+  reportHook,
+} from './executor.js';
 import { ensureGradients } from './gradients.js';
 import { HostBatches, type TensorOrMap } from './host-batches.js';
 import {
@@ -92,8 +98,20 @@ export interface FitOptions {
   clipValue?: number;
   /** Which parameters train (default all): return false to freeze one. */
   trainable?: (paramName: string) => boolean;
-  /** Run options the ops see during training. */
-  options?: RunOptions;
+  /**
+   * Run options the ops see during training: fixed, or chosen per step (0-based, counted over
+   * the whole run): sampled sub-networks, schedules.
+   */
+  options?: RunOptions | ((step: number) => RunOptions);
+  /** Run options of validation after each epoch (default: `options` when fixed, else none). */
+  validationOptions?: RunOptions;
+  /**
+   * Called with each step's gradients by parameter name, after clipping and before the optimizer
+   * update: return gradients to use instead (masking pruned weights, RigL's growth), or nothing
+   * to keep them. Tensors it returns belong to the trainer; the ones it was given stay the
+   * trainer's too.
+   */
+  onGradients?: GradientHook;
   /** Hooks called as training progresses (progress bars, early stopping, logging). */
   callbacks?: FitCallbacks;
   /**
@@ -102,6 +120,17 @@ export interface FitOptions {
    */
   learningRate?: (step: number, totalSteps: number) => number;
 }
+
+/** See {@link FitOptions.onGradients}. */
+export type GradientHook = (
+  grads: Readonly<Record<string, tf.Tensor>>,
+  info: {
+    /** The step, 0-based, counted over the trainer's life. */
+    step: number;
+    /** The model's parameters by name, to read (or, after the update, change). */
+    params: ReadonlyMap<string, tf.Variable>;
+  },
+) => Record<string, tf.Tensor> | undefined;
 
 /** Sets a tfjs optimizer's learning rate (SGD and momentum keep it in a constant, Adam & co. in a field). */
 function setLearningRate(optimizer: tf.Optimizer, rate: number): void {
@@ -136,13 +165,25 @@ export interface EvaluateOptions {
   options?: RunOptions;
 }
 
-/** Targets by output name; a value that is not a tensor is named as such. */
-function namedTargets(data: TensorOrMap, names: readonly string[]): Record<string, tf.Tensor> {
+/**
+ * Targets by output name, checked as feeds are: tensors, named after graph outputs. A tensor
+ * alone is the first output's.
+ */
+function namedTargets(data: TensorOrMap, model: Model): Record<string, tf.Tensor> {
+  const names = model.graph.outputs.map((o) => o.name);
   if (data instanceof tf.Tensor) return { [names[0]!]: data };
   const proto = typeof data === 'object' && data !== null ? Object.getPrototypeOf(data) : undefined;
   if (proto !== Object.prototype && proto !== null) throw notATensor('y', data);
-  for (const [name, t] of Object.entries(data))
+  for (const [name, t] of Object.entries(data)) {
+    if (!names.includes(name)) {
+      throw new DynnError(
+        'INVALID_INPUT',
+        `y '${name}' names no graph output. The outputs are: ${names.join(', ')}.`,
+      );
+    }
     if (!(t instanceof tf.Tensor)) throw notATensor(`y '${name}'`, t);
+    if (t.isDisposed) throw new DynnError('INVALID_INPUT', `y '${name}' was already disposed.`);
+  }
   return data;
 }
 
@@ -198,7 +239,11 @@ export type TrainerOptions = Pick<
   | 'clipValue'
   | 'trainable'
   | 'options'
->;
+  | 'onGradients'
+> & {
+  /** Return a {@link ComputeReport} of each step's taped forward (default false). */
+  report?: boolean;
+};
 
 /** What one training step measured. */
 export interface StepResult {
@@ -206,6 +251,8 @@ export interface StepResult {
   loss: number;
   /** Rows classified right in this batch (classification losses only). */
   correct?: number;
+  /** What the step's forward computed, when the trainer was created with `report: true`. */
+  report?: ComputeReport;
 }
 
 /**
@@ -225,6 +272,7 @@ export class Trainer {
   private readonly lossOutput: LossOutput;
   private readonly namedLoss: LossFunction | undefined;
   private readonly options: TrainerOptions;
+  private steps = 0;
   /** True when the objective is a classification loss (accuracy is counted). */
   readonly classifies: boolean;
 
@@ -260,11 +308,20 @@ export class Trainer {
    */
   async step(x: TensorOrMap, y: TensorOrMap, seed = 0): Promise<StepResult> {
     const model = this.model;
-    const { feeds } = await prepareFeeds(model, x, false);
-    const targets = namedTargets(
-      y,
-      model.graph.outputs.map((o) => o.name),
-    );
+    const { feeds, batchSize } = await prepareFeeds(model, x, false);
+    const targets = namedTargets(y, model);
+    for (const [name, t] of Object.entries(targets)) {
+      if (t.rank === 0 || t.shape[0] !== batchSize) {
+        const label = y instanceof tf.Tensor ? 'y' : `y '${name}'`;
+        throw new DynnError(
+          'INVALID_INPUT',
+          `${label} has ${t.rank === 0 ? 'no rows (a scalar)' : `${t.shape[0]} rows`} but x has ${batchSize}.`,
+        );
+      }
+    }
+    const step = this.steps++;
+    const options =
+      typeof this.options.options === 'function' ? this.options.options(step) : (this.options.options ?? {});
     const loss = typeof this.objective === 'string' ? this.objective : undefined;
     let target: tf.Tensor | undefined;
     const yLabel = y instanceof tf.Tensor ? 'y' : `y '${this.output}'`;
@@ -284,10 +341,19 @@ export class Trainer {
     let correct: tf.Scalar | undefined;
     let invalid: tf.Scalar | undefined;
     await ensureGradients();
+    // Data-dependent decisions (routing, dispatch) are made first, untaped, with readbacks; the
+    // taped step replays them synchronously. Nothing runs here when no op decides in training.
+    const decisions = await decideForTraining(model, feeds, options, seed, { trainable: this.trainable });
+    const report = this.options.report ? reportHook(batchSize) : undefined;
+    // A named loss needs its output only: nodes that feed nothing else are skipped.
+    const outputs = this.namedLoss ? [this.output] : undefined;
     try {
       const { value, grads } = tf.variableGrads(() => {
-        const forward = forwardForTraining(model, feeds, this.options.options ?? {}, seed, {
+        const forward = forwardForTraining(model, feeds, options, seed, {
           trainable: this.trainable,
+          decisions,
+          ...(outputs ? { outputs } : {}),
+          ...(report ? { hooks: [report.hook] } : {}),
         });
         stateUpdates = forward.stateUpdates;
         let loss: tf.Scalar;
@@ -303,9 +369,11 @@ export class Trainer {
         return loss;
       }, this.varList);
       const clipped = clip(grads, this.options.clipNorm, this.options.clipValue);
-      this.optimizer.applyGradients(clipped);
-      if (clipped !== grads) tf.dispose(clipped);
-      tf.dispose(grads);
+      const hooked = this.options.onGradients?.(clipped, { step, params: model.params }) ?? clipped;
+      this.optimizer.applyGradients(hooked);
+      tf.dispose([
+        ...new Set([...Object.values(hooked), ...Object.values(clipped), ...Object.values(grads)]),
+      ]);
       for (const [variable, update] of stateUpdates) variable.assign(update);
       // One readback for the loss, the correct count and the count of invalid labels: each
       // readback is a sync point.
@@ -321,6 +389,7 @@ export class Trainer {
       if (!Number.isFinite(lossValue)) await this.explainNonFinite(x, y, feeds, targets, lossValue);
       const result: StepResult = { loss: lossValue };
       if (correct) result.correct = read[1]!;
+      if (report) result.report = report.finish({});
       return result;
     } finally {
       tf.dispose([...stateUpdates.values()]);
@@ -403,7 +472,9 @@ export async function fit(model: Model, data: Dataset, options: FitOptions = {})
   };
   if (options.output) evaluateOptions.output = options.output;
   if (typeof options.loss === 'string') evaluateOptions.loss = options.loss;
-  if (options.options) evaluateOptions.options = options.options;
+  const validationOptions =
+    options.validationOptions ?? (typeof options.options === 'function' ? undefined : options.options);
+  if (validationOptions) evaluateOptions.options = validationOptions;
   const trainer = new Trainer(model, options);
   const rng = createRng(options.seed ?? 0);
   const history: History = { epochs: [] };

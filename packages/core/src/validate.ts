@@ -1,45 +1,7 @@
+import { type CompiledGraph, compileGraph, declaredTensors } from './compile.js';
 import { DynnError } from './errors.js';
-import type { Graph, GraphNode, TensorInfo, ValueInfo } from './ir.js';
-import { type ParamSpec, resolveAttrs } from './op.js';
+import type { Graph, TensorInfo, ValueInfo } from './ir.js';
 import type { Runtime } from './runtime.js';
-import { inferShapes } from './shape-inference.js';
-
-/** One tensor a node uses: its local name in the op and its declaration in the graph. */
-export interface NodeTensor {
-  /** The name the op uses (`kernel`). */
-  local: string;
-  /** The graph's declaration (`dense1/kernel`, or the shared name). */
-  info: TensorInfo;
-}
-
-/**
- * The parameters and state tensors a node needs: named `<node>/<local name>`, or by the op's
- * `shared` name when several nodes share one tensor.
- */
-export function nodeTensorSpecs(
-  runtime: Runtime,
-  node: GraphNode,
-  inputs: readonly ValueInfo[],
-): {
-  /** Trainable parameters. */
-  params: NodeTensor[];
-  /** Non-trainable state. */
-  state: NodeTensor[];
-} {
-  const def = runtime.op(node.op, node.name);
-  const attrs = resolveAttrs(def, node.attrs, node.name);
-  const named = (specs: ParamSpec[] | undefined): NodeTensor[] =>
-    (specs ?? []).map((spec) => ({
-      local: spec.name,
-      info: {
-        name: spec.shared ?? `${node.name}/${spec.name}`,
-        dtype: spec.dtype ?? 'float32',
-        shape: spec.shape,
-        init: spec.init,
-      },
-    }));
-  return { params: named(def.params?.(attrs, inputs)), state: named(def.state?.(attrs, inputs)) };
-}
 
 /**
  * Adds `tensor` to `list` unless a tensor of that name is there already (a shared tensor); a
@@ -96,31 +58,29 @@ function checkTensors(
  * Validates a graph against a runtime: every op is provided at the right op-set version, node
  * and value names are unique, every value is defined before use, attributes match their
  * schemas, shapes infer, graph outputs exist with the declared shapes, and the declared
- * parameters and state are exactly what the nodes need. Returns the inferred value infos.
+ * parameters and state are exactly what the nodes need. Sub-graphs are checked the same way, an
+ * error naming the full path of the bad node (`moe1/experts/3/fc1`). Returns the inferred value
+ * infos.
  */
 export function validateGraph(runtime: Runtime, graph: Graph, file?: string): Map<string, ValueInfo> {
+  return checkGraph(runtime, graph, file).values;
+}
+
+/** @internal {@link validateGraph}, returning the compiled graph the interpreter runs. */
+export function checkGraph(runtime: Runtime, graph: Graph, file?: string): CompiledGraph {
   const where = file ? { file } : {};
   runtime.checkSupports(graph, file);
-  const nodeNames = new Set<string>();
-  for (const node of graph.nodes) {
-    if (nodeNames.has(node.name)) {
-      throw new DynnError('INVALID_GRAPH', `Two nodes are named '${node.name}'. Node names must be unique.`, {
-        ...where,
-        node: node.name,
-      });
-    }
-    nodeNames.add(node.name);
-  }
   if (graph.outputs.length === 0) throw new DynnError('INVALID_GRAPH', 'The graph has no outputs.', where);
-  let values: Map<string, ValueInfo>;
+  let compiled: CompiledGraph;
   try {
-    values = inferShapes(runtime, graph);
+    compiled = compileGraph(runtime, graph);
   } catch (error) {
     if (error instanceof DynnError && file) {
       throw new DynnError(error.code, `${file}: ${error.message}`, { ...error.context, file });
     }
     throw error;
   }
+  const values = compiled.values;
   for (const output of graph.outputs) {
     const inferred = values.get(output.name);
     if (inferred === undefined) {
@@ -145,18 +105,14 @@ export function validateGraph(runtime: Runtime, graph: Graph, file?: string): Ma
   }
   const params: TensorInfo[] = [];
   const state: TensorInfo[] = [];
-  for (const node of graph.nodes) {
-    const specs = nodeTensorSpecs(
-      runtime,
-      node,
-      node.inputs.map((name) => values.get(name)!),
-    );
+  for (const node of compiled.nodes) {
+    const specs = declaredTensors(node);
     for (const t of specs.params) addTensor(params, t.info);
     for (const t of specs.state) addTensor(state, t.info);
   }
   checkTensors('params', graph.params, params, file);
   checkTensors('state', graph.state, state, file);
-  return values;
+  return compiled;
 }
 
 /** @internal Index of the first NaN or ±Infinity in `values`, or -1. One pass, no allocation. */

@@ -107,6 +107,22 @@ export function exitDecision(
   }
 }
 
+/** The exit's outputs on every row: features, logits, the patience carry and the halting probability. */
+function exitOutputs(ctx: OpContext<ExitAttrs>, h: tf.Tensor, previous: tf.Tensor | undefined): tf.Tensor[] {
+  const { logits, halt: learned } = headForward(ctx, ctx.attrs, h);
+  const [state, halt] = tf.tidy(() => {
+    const predicted = tf.cast(tf.argMax(logits, -1), 'float32');
+    let agreements: tf.Tensor = tf.zerosLike(predicted);
+    if (previous !== undefined) {
+      const [previousClass, previousCount] = tf.split(previous, 2, -1) as [tf.Tensor, tf.Tensor];
+      const same = tf.equal(predicted, tf.reshape(previousClass, predicted.shape));
+      agreements = tf.where(same, tf.add(tf.reshape(previousCount, predicted.shape), 1), agreements);
+    }
+    return [tf.stack([predicted, agreements], -1), learned ?? tf.max(tf.softmax(logits), -1, true)];
+  });
+  return [h, logits, state!, halt!];
+}
+
 /** A new handle on `t`'s data (reshape never copies), so several outputs can own the same rows. */
 function handle(t: tf.Tensor): tf.Tensor {
   return tf.reshape(t, t.shape);
@@ -274,18 +290,19 @@ export const exitOp = defineOp<ExitAttrs>({
       { shape: [...rows, 1], dtype: 'float32' },
     ];
   },
-  forward(ctx, [h, previous]) {
-    // Read (and check) the options on every call, so a bad option fails even in training.
+  // Which rows leave is a decision on values read back: made in the decide step, in inference
+  // only. The decision holds the outputs it computed, which forward hands on (no second head).
+  async decide(ctx, [h, previous]) {
     const options = readExitOptions(ctx.options);
-    const deciding = !ctx.training && options.criterion !== 'none';
-    if (deciding && h!.rank === 3 && ctx.attrs.positions === 'all') {
+    if (ctx.training || options.criterion === 'none') return undefined;
+    if (h!.rank === 3 && ctx.attrs.positions === 'all') {
       throw new DynnError(
         'INVALID_OPTION',
         `Exit '${ctx.node.name}' gives logits for every position of its sequence (positions 'all'), so a row cannot leave on them (criterion '${options.criterion}'). Serve with positions 'last': lastPositionExits(graph) or lastPositionModel(model).`,
         { node: ctx.node.name, op: EXIT_OP },
       );
     }
-    if (options.criterion === 'learned' && !ctx.attrs.halting && deciding) {
+    if (options.criterion === 'learned' && !ctx.attrs.halting) {
       throw new DynnError(
         'INVALID_OPTION',
         `Run option 'early-exit'.criterion 'learned' needs a halting head, but exit '${ctx.node.name}' has none; insert exits with halting: true.`,
@@ -293,22 +310,14 @@ export const exitOp = defineOp<ExitAttrs>({
       );
     }
     // Before computing anything, so a missing per-exit threshold leaks nothing.
-    const leavesAt =
-      options.criterion !== 'none' && deciding ? exitDecision(options, ctx.attrs.index) : undefined;
-    const { logits, halt: learned } = headForward(ctx, ctx.attrs, h!);
-    const [state, halt] = tf.tidy(() => {
-      const predicted = tf.cast(tf.argMax(logits, -1), 'float32');
-      let agreements: tf.Tensor = tf.zerosLike(predicted);
-      if (previous !== undefined) {
-        const [previousClass, previousCount] = tf.split(previous, 2, -1) as [tf.Tensor, tf.Tensor];
-        const same = tf.equal(predicted, tf.reshape(previousClass, predicted.shape));
-        agreements = tf.where(same, tf.add(tf.reshape(previousCount, predicted.shape), 1), agreements);
-      }
-      return [tf.stack([predicted, agreements], -1), learned ?? tf.max(tf.softmax(logits), -1, true)];
-    });
-    const outputs = [h!, logits, state!, halt!];
-    if (leavesAt === undefined || options.criterion === 'none') return outputs;
-    return decide(ctx, options, leavesAt, outputs);
+    const leavesAt = exitDecision(options, ctx.attrs.index);
+    return decide(ctx, options, leavesAt, exitOutputs(ctx, h!, previous));
+  },
+  forward(ctx, [h, previous]) {
+    if (ctx.decision !== undefined) return ctx.decision as tf.Tensor[] | OpResult;
+    // Read (and check) the options on every call, so a bad option fails even in training.
+    readExitOptions(ctx.options);
+    return exitOutputs(ctx, h!, previous);
   },
   flops: (attrs, [h]) => headFlops(attrs, h!),
 });

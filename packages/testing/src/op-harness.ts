@@ -120,7 +120,8 @@ function checkInferredShapes(def: AnyOp, attrs: Attrs, c: OpCase, outputs: tf.Te
 }
 
 /**
- * Runs one op alone, as the executor would, and checks its outputs against its own `inferShape`.
+ * Runs one op alone, as the interpreter would (its decide step, then its forward), and checks its
+ * outputs against its own `inferShape`.
  * Missing parameters are drawn with {@link opParams} and disposed afterwards; outputs and
  * state updates belong to the caller.
  */
@@ -141,7 +142,11 @@ export async function runOp(
       : splitParams(def, attrs, c, drawn);
   try {
     const { context, effects } = contextFor(def, c, params, state);
-    const result = await def.forward(context, c.inputs);
+    // The decide step first, when the op decides in this mode, as the interpreter runs it.
+    if (def.decide !== undefined && (!(c.training ?? false) || def.decidesInTraining === true)) {
+      (context as { decision: unknown }).decision = await def.decide(context, c.inputs);
+    }
+    const result = def.forward(context, c.inputs);
     const outputs = Array.isArray(result) ? result : result.outputs;
     checkInferredShapes(def, attrs, c, outputs);
     return { outputs, effects };
@@ -196,8 +201,6 @@ export async function checkOpGradients(
     });
     const { context } = contextFor(def, c, params, state);
     const result = def.forward(context, inputs);
-    if (result instanceof Promise)
-      throw new Error(`${def.type}: forward must be synchronous to take gradients`);
     const outputs = (Array.isArray(result) ? result : result.outputs).filter((t) => t.dtype === 'float32');
     return tf.tidy(() => {
       let total = tf.scalar(0);
