@@ -7,6 +7,7 @@ import {
   type Graph,
   type GraphNode,
   SPEC_VERSION,
+  type SubGraph,
   splitOpType,
   type TensorInfo,
   type ValueInfo,
@@ -118,6 +119,25 @@ export class GraphBuilder {
     };
   }
 
+  /**
+   * Finishes the graph as a sub-graph, the value of a `graph` attribute (a loop body, an expert):
+   * its inputs, outputs and nodes. Its parameters are declared by the graph that holds it, named
+   * after the enclosing node, when that node is added.
+   *
+   * @example
+   * ```ts
+   * const body = new GraphBuilder(runtime);
+   * const h = body.input('h', 'float32', ['batch', 16]);
+   * const x = body.input('x', 'float32', ['batch', 8]);
+   * const next = body.add('core.Dense', body.add('core.Concat', [h, x]), { units: 16, activation: 'tanh' });
+   * const scan = b.addMulti('core.Scan', [h0, sequence], { body: body.subGraph({ h: next }) });
+   * ```
+   */
+  subGraph(outputs: Record<string, string>): SubGraph {
+    const { inputs, outputs: graphOutputs, nodes } = this.build(outputs);
+    return { inputs, outputs: graphOutputs, nodes };
+  }
+
   private addNode(op: string, inputs: string | string[], attrs: Attrs, options: AddOptions): string[] {
     const def = this.runtime.op(op);
     const name = options.name ?? this.autoName(op);
@@ -125,9 +145,7 @@ export class GraphBuilder {
       throw new DynnError('INVALID_GRAPH', `A node named '${name}' already exists.`, { node: name, op });
     }
     const inputNames = typeof inputs === 'string' ? [inputs] : inputs;
-    const count = def.outputs ?? 1;
-    const outputs = count === 1 ? [name] : Array.from({ length: count }, (_, i) => `${name}:${i}`);
-    const node: GraphNode = { name, op, inputs: inputNames, outputs, attrs };
+    const node: GraphNode = { name, op, inputs: inputNames, outputs: [], attrs };
     const inputInfos = inputNames.map((value) => {
       const info = this.values.get(value);
       if (info === undefined) {
@@ -138,6 +156,12 @@ export class GraphBuilder {
       }
       return info;
     });
+    const count =
+      def.outputs === 'variadic'
+        ? compileNode(this.runtime, node, inputInfos, '', true).outputs.length
+        : (def.outputs ?? 1);
+    const outputs = count === 1 ? [name] : Array.from({ length: count }, (_, i) => `${name}:${i}`);
+    node.outputs = outputs;
     for (const output of outputs) this.claim(output);
     const compiled = compileNode(this.runtime, node, inputInfos);
     const tensors = declaredTensors(compiled);

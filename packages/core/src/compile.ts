@@ -134,12 +134,14 @@ function compileSubGraphs(
 /**
  * Compiles one node whose inputs have the given infos: resolves its attributes, compiles its
  * sub-graphs, infers its outputs and names its tensors. Throws a {@link DynnError} naming the node.
+ * `probe` accepts any number of declared outputs (the builder names them after inference).
  */
 export function compileNode(
   runtime: Runtime,
   node: GraphNode,
   inputs: readonly ValueInfo[],
   prefix = '',
+  probe = false,
 ): CompiledNode {
   const path = `${prefix}${node.name}`;
   const def = runtime.op(node.op, path);
@@ -178,8 +180,8 @@ export function compileNode(
       { node: path, op: node.op },
     );
   }
-  const count = def.outputs ?? 1;
-  if (outputs.length !== count || node.outputs.length !== count) {
+  const count = def.outputs === 'variadic' ? outputs.length : (def.outputs ?? 1);
+  if (outputs.length !== count || (node.outputs.length !== count && !probe)) {
     throw new DynnError(
       'INVALID_GRAPH',
       `Node '${path}' (${node.op}) declares ${node.outputs.length} outputs; the op produces ${count}.`,
@@ -192,7 +194,11 @@ export function compileNode(
     def,
     attrs,
     inputs: [...inputs],
-    outputs: outputs.map((info, i) => ({ name: node.outputs[i]!, dtype: info.dtype, shape: info.shape })),
+    outputs: outputs.map((info, i) => ({
+      name: node.outputs[i] ?? `${i}`,
+      dtype: info.dtype,
+      shape: info.shape,
+    })),
     params: namedTensors(path, def.params?.(attrs, inputs)),
     state: namedTensors(path, def.state?.(attrs, inputs)),
     subGraphs,

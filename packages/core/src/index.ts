@@ -20,11 +20,12 @@ export type {
   TapedForwardOptions,
   TrainingForward,
 } from './executor.js';
-export { forwardForTraining } from './executor.js';
+export { applyStateUpdates, decideForTraining, forwardForTraining } from './executor.js';
 export { ensureGradients } from './gradients.js';
 export type { TensorOrMap } from './host-batches.js';
 export { HostBatches } from './host-batches.js';
 export { initTensor } from './initializers.js';
+export type { Decisions, NodeDoneEvent, NodeEvent, NodeHook } from './interpreter.js';
 export * from './io/index.js';
 export type {
   Attrs,
@@ -34,6 +35,7 @@ export type {
   Graph,
   GraphNode,
   Initializer,
+  SubGraph,
   TensorInfo,
   ValueInfo,
 } from './ir.js';
@@ -48,6 +50,9 @@ export type {
   AttrKind,
   AttrSchema,
   AttrSpec,
+  ComputeRecord,
+  FlopsContext,
+  InferContext,
   OpContext,
   OpDef,
   OpResult,
@@ -55,6 +60,7 @@ export type {
   ParamSpec,
   Retirement,
   RowSet,
+  RunGraphOptions,
   RunOptions,
 } from './op.js';
 export { defineOp, resolveAttrs } from './op.js';
@@ -71,7 +77,8 @@ export {
   takeRows,
 } from './ops/basic/index.js';
 export { coreOps, corePlugin } from './ops/index.js';
-export { batchMatMul } from './ops/sequence/index.js';
+export type { ScanAttrs } from './ops/sequence/index.js';
+export { batchMatMul, scanOp } from './ops/sequence/index.js';
 export type { PassDef, Plugin } from './plugin.js';
 export { definePass, definePlugin } from './plugin.js';
 export type { Rng } from './random.js';
@@ -85,6 +92,7 @@ export type {
   EvaluateOptions,
   FitCallbacks,
   FitOptions,
+  GradientHook,
   History,
   Objective,
   StepResult,

@@ -196,8 +196,11 @@ export interface OpDef<A extends Attrs = Attrs> {
     /** The most inputs (default `min`). */
     max?: number;
   };
-  /** How many outputs the op produces (default 1). */
-  outputs?: number;
+  /**
+   * How many outputs the op produces (default 1); `'variadic'`: as many as `inferShape` returns
+   * (e.g. one per output of a sub-graph).
+   */
+  outputs?: number | 'variadic';
   /** Trainable parameters, from the attributes and the input shapes. */
   params?(attrs: A, inputs: readonly ValueInfo[]): ParamSpec[];
   /** Non-trainable state tensors, from the attributes and the input shapes. */

@@ -12,3 +12,5 @@ export type { GradientCheckOptions, OpCase } from './op-harness.js';
 export { checkOpGradients, inputInfos, opParams, runOp } from './op-harness.js';
 export type { SeededOptions } from './random-tensors.js';
 export { seededInts, seededNormal, seededUniform } from './random-tensors.js';
+export type { RouteDecision, RouteRowsAttrs } from './route-rows.js';
+export { routeRowsOp, routingPlugin } from './route-rows.js';

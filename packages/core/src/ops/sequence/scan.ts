@@ -1,0 +1,146 @@
+import * as tf from '@tensorflow/tfjs-core';
+import type { Dim, SubGraph, ValueInfo } from '../../ir.js';
+import { defineOp } from '../../op.js';
+
+/** Attributes of {@link scanOp}. */
+export type ScanAttrs = {
+  /** The step: carried values and one time slice of each sequence in, new carried values and per-step outputs out. */
+  body: SubGraph;
+  /** How many of the inputs (first) and of the body's outputs (first) are carried values. */
+  carried: number;
+  /** Walk time from the last step to the first (outputs stay in time order). */
+  reverse: boolean;
+};
+
+function describe(shape: readonly Dim[]): string {
+  return `[${shape.join(', ')}]`;
+}
+
+/** True when `given` can feed a value declared `declared`: same rank, equal sizes where both are sizes. */
+function fits(given: readonly Dim[], declared: readonly Dim[]): boolean {
+  return (
+    given.length === declared.length &&
+    given.every((d, i) => typeof d !== 'number' || typeof declared[i] !== 'number' || d === declared[i])
+  );
+}
+
+/** A sequence's shape without its time axis (axis 1): what one step of the body reads. */
+function stepShape(shape: readonly Dim[]): Dim[] {
+  return [shape[0]!, ...shape.slice(2)];
+}
+
+/**
+ * `core.Scan`: applies a sub-graph along the time axis with carried values, like ONNX Scan: the
+ * building block of recurrent and temporal models (a cell, a GNN step over graph snapshots).
+ *
+ * - inputs: `carried` initial values `[batch, ...]`, then one or more sequences `[batch, time, ...]`
+ *   (one time length)
+ * - `body` inputs: the carried values, then one slice `[batch, ...]` of each sequence; outputs: the
+ *   new carried values (same dtypes and shapes), then any per-step outputs `[batch, ...]`
+ * - outputs: the final carried values, then each per-step output stacked along time
+ *   `[batch, time, ...]` (in time order, also with `reverse`)
+ * - params: the body's, named `<node>/body/<body node>/<name>`, shared by every step
+ *
+ * Gradients flow through every step (backpropagation through time, in one tape). A sequence of
+ * zero steps returns the initial carried values and empty per-step outputs.
+ */
+export const scanOp = defineOp<ScanAttrs>({
+  type: 'core.Scan',
+  version: 1,
+  description: 'Applies a sub-graph along the time axis with carried values (ONNX Scan).',
+  attrs: {
+    body: {
+      kind: 'graph',
+      doc: 'the step: carried values and time slices in, new carried values and outputs out',
+    },
+    carried: { kind: 'int', min: 0, default: 1, doc: 'how many inputs (first) are carried values' },
+    reverse: { kind: 'bool', default: false, doc: 'walk time from the last step to the first' },
+  },
+  inputs: { min: 1, max: Number.POSITIVE_INFINITY },
+  outputs: 'variadic',
+  inferShape(attrs, inputs, ctx) {
+    const body = ctx!.subGraph('body');
+    const { carried } = attrs;
+    const sequences = inputs.slice(carried);
+    if (sequences.length === 0) {
+      throw new Error(`Scan needs at least one sequence after its ${carried} carried values`);
+    }
+    if (body.inputs.length !== inputs.length) {
+      throw new Error(
+        `the body takes ${body.inputs.length} inputs but the node gives ${inputs.length} (${carried} carried, ${sequences.length} sequences)`,
+      );
+    }
+    if (body.outputs.length < carried) {
+      throw new Error(
+        `the body returns ${body.outputs.length} outputs, fewer than its ${carried} carried values`,
+      );
+    }
+    const time = sequences[0]!.shape[1];
+    inputs.forEach((input, i) => {
+      const declared = body.inputs[i]!;
+      const isSequence = i >= carried;
+      if (isSequence && (input.shape.length < 2 || !fits([input.shape[1]!], [time!]))) {
+        throw new Error(
+          `sequence '${input.name}' ${describe(input.shape)} must be [batch, time, ...] with one time length`,
+        );
+      }
+      const step = isSequence ? stepShape(input.shape) : input.shape;
+      if (input.dtype !== declared.dtype || !fits(step, declared.shape)) {
+        throw new Error(
+          `${isSequence ? `a step of sequence '${input.name}'` : `carried value '${input.name}'`} is ` +
+            `${input.dtype}${describe(step)} but the body's input '${declared.name}' is ${declared.dtype}${describe(declared.shape)}`,
+        );
+      }
+    });
+    for (let i = 0; i < carried; i++) {
+      const into = body.inputs[i]!;
+      const out = body.outputs[i]!;
+      if (out.dtype !== into.dtype || !fits(out.shape, into.shape)) {
+        throw new Error(
+          `the body's carried output '${out.name}' ${out.dtype}${describe(out.shape)} does not match its input '${into.name}' ${into.dtype}${describe(into.shape)}`,
+        );
+      }
+    }
+    const perStep = body.outputs.slice(carried).map((out: ValueInfo) => ({
+      shape: [out.shape[0]!, time!, ...out.shape.slice(1)],
+      dtype: out.dtype,
+    }));
+    return [...inputs.slice(0, carried).map((v) => ({ shape: v.shape, dtype: v.dtype })), ...perStep];
+  },
+  forward(ctx, inputs) {
+    const { carried, reverse } = ctx.attrs;
+    return tf.tidy(() => {
+      let carry = inputs.slice(0, carried);
+      const sequences = inputs.slice(carried);
+      const time = sequences[0]!.shape[1]!;
+      const slices = sequences.map((s) => tf.unstack(s, 1));
+      const perStep: tf.Tensor[][] = [];
+      for (let k = 0; k < time; k++) {
+        const t = reverse ? time - 1 - k : k;
+        const outputs = ctx.runGraph('body', [...carry, ...slices.map((s) => s[t]!)]);
+        carry = outputs.slice(0, carried);
+        perStep[t] = outputs.slice(carried);
+      }
+      const count = ctx.node.outputs.length - carried;
+      const stacked = Array.from({ length: count }, (_, j) => {
+        if (time > 0)
+          return tf.stack(
+            perStep.map((step) => step[j]!),
+            1,
+          );
+        const info = ctx.attrs.body.outputs[carried + j]!;
+        const rows = inputs[0]!.shape[0]!;
+        const rest = info.shape.slice(1).map((d) => (typeof d === 'number' ? d : 0));
+        return tf.zeros([rows, 0, ...rest], info.dtype);
+      });
+      // A carried value the body passed through unchanged is the caller's tensor: hand out a new handle.
+      return [...carry.map((c) => (inputs.includes(c) ? tf.reshape(c, c.shape) : c)), ...stacked];
+    });
+  },
+  flops(attrs, inputs, _, ctx) {
+    const sequences = inputs.slice(attrs.carried);
+    const time = sequences[0]?.[1] ?? 0;
+    const step = [...inputs.slice(0, attrs.carried), ...sequences.map((s) => [s[0]!, ...s.slice(2)])];
+    return time * ctx!.subGraphFlops('body', step);
+  },
+});
