@@ -6,6 +6,7 @@ import {
   driveSync,
   type Frame,
   type NodeDoneEvent,
+  type NodeEvent,
   type NodeHook,
   type RunMode,
   runScope,
@@ -66,7 +67,7 @@ export interface ComputeReport {
   flops: number;
   /** FLOPs had every row gone through every node, every dimension at its actual size. */
   fullFlops: number;
-  /** One entry per node that ran, in execution order; sub-graph nodes once each, after their first call. */
+  /** One entry per node that ran, in the order they started; sub-graph nodes once each, summed over calls. */
   nodes: NodeReport[];
   /** Per graph output, the node that produced each row's value, in input row order. */
   servedBy: Record<string, string[]>;
@@ -232,30 +233,35 @@ export function reportHook(batchSize: number): {
   const nodes: NodeReport[] = [];
   const byPath = new Map<string, NodeReport>();
   let fullFlops = 0;
-  const hook: NodeHook = {
-    afterNode(event: NodeDoneEvent) {
-      fullFlops += event.fullFlops ?? 0;
-      const seen = byPath.get(event.path);
-      if (seen !== undefined) {
-        seen.calls += 1;
-        seen.rows += event.rows;
-        seen.flops += event.flops;
-        seen.bytes += event.bytes;
-        seen.stats = { ...event.records };
-        return;
-      }
-      const entry: NodeReport = {
+  // An entry is made when a node starts, so a sub-graph op comes before the nodes it runs.
+  const entryFor = (event: NodeEvent): NodeReport => {
+    let entry = byPath.get(event.path);
+    if (entry === undefined) {
+      entry = {
         name: event.path,
         op: event.node.op,
         ...(event.parent === undefined ? {} : { parent: event.parent }),
-        calls: 1,
-        rows: event.rows,
-        flops: event.flops,
-        bytes: event.bytes,
-        stats: { ...event.records },
+        calls: 0,
+        rows: 0,
+        flops: 0,
+        bytes: 0,
+        stats: {},
       };
       byPath.set(event.path, entry);
       nodes.push(entry);
+    }
+    return entry;
+  };
+  const hook: NodeHook = {
+    beforeNode: entryFor,
+    afterNode(event: NodeDoneEvent) {
+      fullFlops += event.fullFlops ?? 0;
+      const entry = entryFor(event);
+      entry.calls += 1;
+      entry.rows += event.rows;
+      entry.flops += event.flops;
+      entry.bytes += event.bytes;
+      entry.stats = { ...event.records };
     },
   };
   return {

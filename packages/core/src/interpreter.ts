@@ -134,15 +134,15 @@ const planCache = new WeakMap<CompiledGraph, Map<string, Plan>>();
 /**
  * Which nodes the wanted values depend on, and each value's last reader (cached per compiled
  * graph and wanted set). In a decide step the wanted values are the inputs of the nodes that
- * decide in training, which also run their decide step.
+ * decide in training.
  */
-function planFor(scope: CompiledGraph, wanted: readonly string[], extra: readonly number[] = []): Plan {
+function planFor(scope: CompiledGraph, wanted: readonly string[]): Plan {
   let cache = planCache.get(scope);
   if (cache === undefined) {
     cache = new Map();
     planCache.set(scope, cache);
   }
-  const key = `${wanted.join('\u0000')}\u0001${extra.join(',')}`;
+  const key = wanted.join('\u0000');
   let plan = cache.get(key);
   if (plan === undefined) {
     const nodes = scope.nodes;
@@ -150,7 +150,7 @@ function planFor(scope: CompiledGraph, wanted: readonly string[], extra: readonl
     const needed = new Array<boolean>(nodes.length).fill(false);
     for (let i = nodes.length - 1; i >= 0; i--) {
       const node = nodes[i]!.node;
-      if (!extra.includes(i) && !node.outputs.some((o) => neededValues.has(o))) continue;
+      if (!node.outputs.some((o) => neededValues.has(o))) continue;
       needed[i] = true;
       for (const input of node.inputs) neededValues.add(input);
     }
@@ -298,7 +298,6 @@ export function* runScope(
       ? planFor(
           scope,
           deciders.flatMap((i) => scope.nodes[i]!.node.inputs),
-          deciders,
         )
       : planFor(scope, wanted);
   const { needed, last } = plan;
@@ -431,7 +430,9 @@ export function* runScope(
             );
           } else if (c.def.decidesInTraining === true) {
             if (frame.mode === 'decide') {
-              frame.decisions.set(c.path, yield Promise.resolve(c.def.decide(context, inputs)));
+              const decision = yield Promise.resolve(c.def.decide(context, inputs));
+              frame.decisions.set(c.path, decision);
+              (context as { decision: unknown }).decision = decision;
             } else if (!frame.decisions.has(c.path)) {
               throw new DynnError(
                 'INVALID_OPTION',

@@ -119,6 +119,74 @@ describeEachBackend('fit', () => {
     model.dispose();
   });
 
+  it('takes run options per step and a gradient hook that keeps pruned weights at zero', async () => {
+    const data = toyData(32, 8);
+    const model = createModel(runtime, mlp(), { seed: 9 });
+    const kernel = model.params.get('hidden/kernel')!;
+    // Prune the first input's weights: the hook masks their gradients, so they stay zero.
+    const mask = tf.tidy(() => tf.concat([tf.zeros([1, 16]), tf.ones([3, 16])]));
+    kernel.assign(tf.tidy(() => tf.mul(kernel, mask)));
+    const steps: number[] = [];
+    const hooked: number[] = [];
+    await expectNoLeaks(async () => {
+      const optimizer = tf.train.adam(0.05);
+      await fit(model, data, {
+        epochs: 2,
+        batchSize: 16,
+        optimizer,
+        options: (step) => {
+          steps.push(step);
+          return {};
+        },
+        onGradients: (grads, { step, params }) => {
+          hooked.push(step);
+          expect(params.get('hidden/kernel')).toBe(kernel);
+          const name = Object.keys(grads).find((key) => key.startsWith('hidden/kernel#'))!;
+          return { ...grads, [name]: tf.mul(grads[name]!, mask) };
+        },
+      });
+      optimizer.dispose();
+    });
+    expect(steps).toEqual([0, 1, 2, 3]);
+    expect(hooked).toEqual([0, 1, 2, 3]);
+    const pruned = Array.from(await tf.tidy(() => tf.slice(kernel, [0, 0], [1, 16])).data());
+    expect(pruned.every((v) => v === 0)).toBe(true);
+    const kept = Array.from(await tf.tidy(() => tf.slice(kernel, [1, 0], [3, 16])).data());
+    expect(kept.some((v) => v !== 0)).toBe(true);
+    tf.dispose([mask, data.x, data.y]);
+    model.dispose();
+  });
+
+  it('checks y against the graph outputs and x rows in a trainer step', async () => {
+    const data = toyData(8, 10);
+    const model = createModel(runtime, mlp(), { seed: 9 });
+    const trainer = new Trainer(model, { loss: (outputs) => tf.mean(outputs.logits!) as tf.Scalar });
+    const fails = async (y: Parameters<Trainer['step']>[1], pattern: RegExp) => {
+      let error: unknown;
+      try {
+        await trainer.step(data.x, y);
+      } catch (e) {
+        error = e;
+      }
+      expect(isDynnError(error) && error.code).toBe('INVALID_INPUT');
+      expect((error as Error).message).toMatch(pattern);
+    };
+    await fails({ probs: data.y }, /y 'probs' names no graph output\. The outputs are: logits/);
+    const short = tf.slice(data.y, 0, 5);
+    await fails(short, /y has 5 rows but x has 8/);
+    const intX = tf.ones([8, 4], 'int32');
+    let error: unknown;
+    try {
+      await trainer.step(intX, data.y);
+    } catch (e) {
+      error = e;
+    }
+    expect((error as Error).message).toMatch(/Input 'x' is int32 but the graph expects float32/);
+    trainer.dispose();
+    tf.dispose([short, intX, data.x, data.y]);
+    model.dispose();
+  });
+
   it('runs frozen batch norm in inference mode: its moving statistics stay', async () => {
     const data = toyData(32, 9);
     const model = createModel(runtime, mlp(), { seed: 10 });
