@@ -31,12 +31,16 @@ function skipRequested(options: RunOptions): boolean {
   return (options.padding as { skip?: boolean } | undefined)?.skip === true;
 }
 
-/** Reads back which rows are all zeros, and retires them. */
-async function retireZeroRows(ctx: OpContext<SkipZeroRowsAttrs>, x: tf.Tensor): Promise<OpResult> {
+/** Reads back which rows are all zeros: the decision, made before the forward. */
+async function zeroRows(x: tf.Tensor): Promise<Int32Array> {
   const magnitude = tf.tidy(() => tf.sum(tf.abs(tf.reshape(x, [x.shape[0]!, -1])), 1));
   const sums = await magnitude.data(); // an async readback: works on WebGL and WebGPU too
   magnitude.dispose();
-  const rows = Int32Array.from(sums.keys()).filter((row) => sums[row] === 0);
+  return Int32Array.from(sums.keys()).filter((row) => sums[row] === 0);
+}
+
+/** Retires the rows the decision named, answering zeros for them. */
+function retireRows(ctx: OpContext<SkipZeroRowsAttrs>, x: tf.Tensor, rows: Int32Array): OpResult {
   if (rows.length === 0) return { outputs: [x] };
   const answers = tf.zeros([rows.length, ctx.attrs.width]);
   return { outputs: [x], retire: { rows, outputs: { [ctx.attrs.output]: answers } } };
@@ -53,9 +57,11 @@ export const skipZeroRows = defineOp<SkipZeroRowsAttrs>({
   },
   inputs: { min: 1 },
   inferShape: (_, [x]) => [{ shape: x!.shape, dtype: x!.dtype }],
-  // Synchronous in training (gradients are taped synchronously, and every row trains);
-  // asynchronous only when it reads values back to decide.
-  forward: (ctx, [x]) => (ctx.training || !skipRequested(ctx.options) ? [x!] : retireZeroRows(ctx, x!)),
+  // The decide step may read values back (async); in training it does not run (every row trains),
+  // so the decision is undefined there.
+  decide: (ctx, [x]) => (ctx.training || !skipRequested(ctx.options) ? undefined : zeroRows(x!)),
+  // The forward is synchronous: gradients are taped synchronously.
+  forward: (ctx, [x]) => (ctx.decision === undefined ? [x!] : retireRows(ctx, x!, ctx.decision as Int32Array)),
   flops: (_, [x]) => 2 * x!.reduce((a, b) => a * b, 1),
 });
 

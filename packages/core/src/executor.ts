@@ -89,6 +89,8 @@ export interface RunResult {
  * runs on the device and reads back one flag (the data itself only when something is wrong).
  */
 async function nonFiniteIndex(t: tf.Tensor): Promise<number> {
+  // GPU backends cannot allocate a buffer for an empty tensor's reduction.
+  if (t.size === 0) return -1;
   const backend = tf.getBackend();
   if (backend !== 'cpu' && backend !== 'wasm') {
     const bad = tf.tidy(() => tf.any(tf.logicalNot(tf.isFinite(t))));

@@ -113,7 +113,7 @@ export const scanOp = defineOp<ScanAttrs>({
       let carry = inputs.slice(0, carried);
       const sequences = inputs.slice(carried);
       const time = sequences[0]!.shape[1]!;
-      const slices = sequences.map((s) => tf.unstack(s, 1));
+      const slices = time > 0 ? sequences.map((s) => tf.unstack(s, 1)) : [];
       const perStep: tf.Tensor[][] = [];
       for (let k = 0; k < time; k++) {
         const t = reverse ? time - 1 - k : k;
