@@ -61,7 +61,8 @@ export const skipZeroRows = defineOp<SkipZeroRowsAttrs>({
   // so the decision is undefined there.
   decide: (ctx, [x]) => (ctx.training || !skipRequested(ctx.options) ? undefined : zeroRows(x!)),
   // The forward is synchronous: gradients are taped synchronously.
-  forward: (ctx, [x]) => (ctx.decision === undefined ? [x!] : retireRows(ctx, x!, ctx.decision as Int32Array)),
+  forward: (ctx, [x]) =>
+    ctx.decision === undefined ? [x!] : retireRows(ctx, x!, ctx.decision as Int32Array),
   flops: (_, [x]) => 2 * x!.reduce((a, b) => a * b, 1),
 });
 

@@ -1,7 +1,7 @@
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createModel, createRuntime, fileHandler, saveModel, useBackend } from '@dynn/core';
+import { createModel, createRuntime, fileHandler, GraphBuilder, saveModel, useBackend } from '@dynn/core';
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -89,6 +89,69 @@ describe('dynn, the built binary', () => {
     const run = await runDynn(['inspect', join(dir, 'nowhere', 'model.json')]);
     expect(run.code).toBe(1);
     expect(run.err).toMatch(/^dynn: .*nowhere/);
+  });
+
+  it('inspect lists sub-graph nodes under their parent, counting their cost once', async () => {
+    // A tanh RNN as one core.Scan node: its body's nodes live in the node's `body` attribute.
+    await useBackend('wasm');
+    const runtime = createRuntime();
+    const body = new GraphBuilder(runtime);
+    const h = body.input('h', 'float32', ['batch', 6]);
+    const x = body.input('x', 'float32', ['batch', 5]);
+    const joined = body.add('core.Concat', [h, x], {}, { name: 'join' });
+    const next = body.add('core.Dense', joined, { units: 6, activation: 'tanh' }, { name: 'cell' });
+    const y = body.add('core.Dense', next, { units: 3 }, { name: 'readout' });
+    const b = new GraphBuilder(runtime);
+    const h0 = b.input('h0', 'float32', ['batch', 6]);
+    const xs = b.input('xs', 'float32', ['batch', 'time', 5]);
+    const [last, ys] = b.addMulti(
+      'core.Scan',
+      [h0, xs],
+      { body: body.subGraph({ next, y }) },
+      { name: 'rnn' },
+    );
+    const logits = b.add('core.Dense', last!, { units: 2 }, { name: 'head' });
+    const model = createModel(runtime, b.build({ logits, ys: ys! }), { seed: 1 });
+    await saveModel(model, join(dir, 'rnn'));
+    model.dispose();
+    const file = join(dir, 'rnn', 'model.json');
+
+    const run = await runDynn(['inspect', file, '--json']);
+    expect(run.err).toBe('');
+    const inspection = JSON.parse(run.out);
+    expect(inspection.nodes.map((n: { name: string; parent?: string }) => [n.name, n.parent])).toEqual([
+      ['rnn', undefined],
+      ['rnn/body/join', 'rnn'],
+      ['rnn/body/cell', 'rnn'],
+      ['rnn/body/readout', 'rnn'],
+      ['head', undefined],
+    ]);
+    const byName = Object.fromEntries(inspection.nodes.map((n: { name: string }) => [n.name, n]));
+    expect(byName['rnn/body/cell']).toMatchObject({ outputShape: ['batch', 6], params: 11 * 6 + 6 });
+    expect(byName.rnn).toMatchObject({ outputShape: ['batch', 6], params: 11 * 6 + 6 + 6 * 3 + 3 });
+    const perStep = ['join', 'cell', 'readout'].reduce((s, n) => s + byName[`rnn/body/${n}`].flops, 0);
+    expect(byName.rnn.flops).toBe(perStep); // time counts as 1
+    expect(inspection.totalFlops).toBe(byName.rnn.flops + byName.head.flops);
+    expect(inspection.totalParams).toBe(11 * 6 + 6 + 6 * 3 + 3 + 6 * 2 + 2);
+    expect(inspection.unsizedDims).toEqual(['time']);
+
+    const text = await runDynn(['inspect', file]);
+    expect(text.out).toContain('| rnn | core.Scan | [batch, 6] | 93 |');
+    expect(text.out).toContain('|   rnn/body/cell | core.Dense | [batch, 6] | 72 |');
+    expect(text.out).toMatch(/already in the row of the node that holds them/);
+    expect(text.out).toContain('FLOPs per row take time = 1.');
+
+    // predict takes the sequence by input name, with any time length.
+    const input = join(dir, 'rnn-input.json');
+    await writeFile(
+      input,
+      JSON.stringify({ h0: [Array(6).fill(0)], xs: [Array(3).fill(Array(5).fill(0.5))] }),
+    );
+    const predicted = await runDynn(['predict', file, '--input', input, '--json']);
+    expect(predicted.err).toBe('');
+    const prediction = JSON.parse(predicted.out);
+    expect(prediction.logits.shape).toEqual([1, 2]);
+    expect(prediction.ys.shape).toEqual([1, 3, 3]);
   });
 
   it('predict runs a model on a JSON input', async () => {
@@ -199,6 +262,8 @@ describe('dynn, the built binary', () => {
       'machine',
       'quick',
       'results',
+      'overhead',
+      'overhead_goals',
       'error',
     ]);
     expect(envelope).toMatchObject({ bench: 'core', backend: 'wasm', quick: true, error: null });
@@ -218,6 +283,35 @@ describe('dynn, the built binary', () => {
     }
     // tfjs-layers cannot train a convnet on wasm; dynn can.
     expect(envelope.results[5].tfjs_error).toMatch(/Conv2DBackpropFilter/);
+    // The executor-overhead row: 200 tiny nodes, report off and on, at batch 1 and 256, against
+    // tfjs-layers and a hand-written tf.tidy chain, each ratio with its goal.
+    expect(envelope.overhead_goals).toEqual({ ratio: 1.1, tidy_ratio: 1.5 });
+    expect(envelope.overhead.map((r: { case: string; report: boolean }) => [r.case, r.report])).toEqual([
+      ['inference, batch 1', false],
+      ['inference, batch 1', true],
+      ['inference, batch 256', false],
+      ['inference, batch 256', true],
+    ]);
+    for (const row of envelope.overhead) {
+      expect(Object.keys(row).sort()).toEqual([
+        'case',
+        'dynn_ms',
+        'model',
+        'ratio',
+        'ratio_goal_met',
+        'report',
+        'tfjs_ms',
+        'tidy_ms',
+        'tidy_ratio',
+        'tidy_ratio_goal_met',
+      ]);
+      expect(row.model).toBe('200 tiny nodes (executor overhead)');
+      for (const key of ['dynn_ms', 'tfjs_ms', 'tidy_ms']) expect(row[key]).toBeGreaterThan(0);
+      expect(row.ratio).toBeCloseTo(row.dynn_ms / row.tfjs_ms, 10);
+      expect(row.tidy_ratio).toBeCloseTo(row.dynn_ms / row.tidy_ms, 10);
+      expect(row.ratio_goal_met).toBe(row.ratio <= 1.1);
+      expect(row.tidy_ratio_goal_met).toBe(row.tidy_ratio <= 1.5);
+    }
   }, 120_000);
 
   it('demo --quick trains, evaluates, writes a report and lists the other demos', async () => {

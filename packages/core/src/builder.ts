@@ -82,29 +82,44 @@ export class GraphBuilder {
   build(outputs: Record<string, string>): Graph {
     const renamed: GraphNode[] = this.nodes.map((node) => ({ ...node, outputs: [...node.outputs] }));
     const graphOutputs: ValueInfo[] = [];
+    const domains = new Set(this.domains);
+    // The name each value has in the built graph, once an output renamed it.
+    const current = new Map<string, string>();
     for (const [outputName, value] of Object.entries(outputs)) {
       const info = this.info(value);
-      if (outputName !== value) {
-        // Graph outputs are values; rename the producing node's output so the name is stable.
-        if (this.values.has(outputName)) {
-          throw new DynnError(
-            'INVALID_GRAPH',
-            `Output name '${outputName}' is already a value of the graph.`,
-          );
+      if (outputName !== value && this.values.has(outputName)) {
+        throw new DynnError('INVALID_GRAPH', `Output name '${outputName}' is already a value of the graph.`);
+      }
+      const name = current.get(value) ?? value;
+      if (name !== outputName) {
+        const producer = renamed.find((node) => node.outputs.includes(name));
+        if (producer !== undefined && !graphOutputs.some((o) => o.name === name)) {
+          // Graph outputs are values; rename the producing node's output so the name is stable.
+          producer.outputs[producer.outputs.indexOf(name)] = outputName;
+          for (const node of renamed) node.inputs = node.inputs.map((n) => (n === name ? outputName : n));
+          current.set(value, outputName);
+        } else {
+          // A graph input, or a value another output already names: an identity node names it again.
+          if (renamed.some((node) => node.name === outputName)) {
+            throw new DynnError(
+              'INVALID_GRAPH',
+              `Output name '${outputName}' is already a node of the graph.`,
+            );
+          }
+          renamed.push({
+            name: outputName,
+            op: 'core.Identity',
+            inputs: [name],
+            outputs: [outputName],
+            attrs: {},
+          });
+          domains.add('core');
         }
-        const producer = renamed.find((node) => node.outputs.includes(value));
-        if (producer === undefined) {
-          throw new DynnError('INVALID_GRAPH', `Output '${outputName}' cannot alias graph input '${value}'.`);
-        }
-        producer.outputs[producer.outputs.indexOf(value)] = outputName;
-        for (const node of renamed)
-          node.inputs = node.inputs.map((name) => (name === value ? outputName : name));
-        for (const out of graphOutputs) if (out.name === value) out.name = outputName;
       }
       graphOutputs.push({ name: outputName, dtype: info.dtype, shape: info.shape });
     }
     const opsets: Record<string, number> = {};
-    for (const domain of this.domains) {
+    for (const domain of domains) {
       const plugin = this.runtime.plugins.find((p) => p.domain === domain);
       if (plugin !== undefined) opsets[domain] = plugin.opset;
     }

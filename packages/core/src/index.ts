@@ -95,6 +95,7 @@ export type {
   GradientHook,
   History,
   Objective,
+  StepInfo,
   StepResult,
   TrainerOptions,
 } from './train.js';

@@ -65,6 +65,22 @@ const broken = defineOp({
   flops: () => 0,
 });
 
+/** Adds its loss inside a tidy, which disposes it: the interpreter names the node. */
+const tidyLoss = defineOp({
+  type: 'test.TidyLoss',
+  version: 1,
+  description: 'Adds a loss that its own tidy disposes.',
+  attrs: {},
+  inputs: { min: 1 },
+  inferShape: same,
+  forward: (ctx, [x]) =>
+    tf.tidy(() => {
+      ctx.addLoss(tf.mean(x!));
+      return [tf.clone(x!)];
+    }),
+  flops: () => 0,
+});
+
 /** Reports data-dependent compute: one FLOP per positive element, 4 bytes per row. */
 const positives = defineOp({
   type: 'test.Positives',
@@ -91,7 +107,7 @@ const runtime = createRuntime({
       name: 'test-plugin',
       domain: 'test',
       opset: 1,
-      ops: [dropRow, wrongType, asyncForward, broken, positives],
+      ops: [dropRow, wrongType, asyncForward, broken, positives, tidyLoss],
     }),
   ],
 });
@@ -148,6 +164,10 @@ describeEachBackend('the interpreter', () => {
       "Node 'suspect' (test.Broken) failed: out of cheese",
     );
     model.dispose();
+    const tidy = oneOp('test.TidyLoss');
+    const disposed = await failure(() => tidy.run(x));
+    expect(disposed.message).toMatch(/Node 'suspect' \(test\.TidyLoss\) handed over a disposed loss 'aux'/);
+    tidy.dispose();
     x.dispose();
   });
 

@@ -3,7 +3,7 @@ import type { CompiledGraph, CompiledNode } from './compile.js';
 import { DynnError } from './errors.js';
 import { type Attrs, BATCH, type Dim, type GraphNode, type ValueInfo } from './ir.js';
 import type { FlopsContext, OpResult, RunOptions } from './op.js';
-import { type AuxLoss, createOpContext } from './op-context.js';
+import { type AuxLoss, createOpContext, type OpSideEffects } from './op-context.js';
 import { takeRows } from './ops/basic/tensor-rows.js';
 import { seedFor } from './random.js';
 
@@ -185,22 +185,97 @@ function positionsOf(held: Int32Array, wanted: Int32Array): Int32Array {
   return out;
 }
 
-const tensorCache = new WeakMap<
-  CompiledNode,
-  { params: Record<string, tf.Tensor>; state: Record<string, tf.Tensor> }
->();
+/** What the node loop needs of a compiled node on every run, worked out once. */
+interface NodeData {
+  /** Parameter variables by local name. */
+  params: Record<string, tf.Tensor>;
+  /** State variables by local name. */
+  state: Record<string, tf.Tensor>;
+  /** The parameter variables. */
+  variables: tf.Variable[];
+  /** Whether the node has state. */
+  hasState: boolean;
+  /** Per input, false: no input needs a gradient (every step but the taped one). */
+  noGradients: readonly boolean[];
+  /** Per output, whether it is batch-major. */
+  batchMajor: readonly boolean[];
+}
 
-/** A node's parameter and state variables by local name (cached per compiled node). */
-function nodeVariables(frame: Frame, c: CompiledNode) {
+const tensorCache = new WeakMap<CompiledNode, NodeData>();
+
+/** A node's variables by local name and what else the loop reads of it (cached per compiled node). */
+function nodeVariables(frame: Frame, c: CompiledNode): NodeData {
   let entry = tensorCache.get(c);
   if (entry === undefined) {
     const pick = (list: CompiledNode['params'], store: ReadonlyMap<string, tf.Variable>) =>
       Object.fromEntries(list.map((t) => [t.local, store.get(t.info.name)!]));
-    entry = { params: pick(c.params, frame.params), state: pick(c.state, frame.state) };
+    const params = pick(c.params, frame.params);
+    const state = pick(c.state, frame.state);
+    entry = {
+      params,
+      state,
+      variables: Object.values(params),
+      hasState: Object.keys(state).length > 0,
+      noGradients: Object.freeze(c.node.inputs.map(() => false)),
+      batchMajor: c.outputs.map((o) => o.shape[0] === BATCH),
+    };
     tensorCache.set(c, entry);
   }
   return entry;
 }
+
+const modelTensorCache = new WeakMap<
+  ReadonlyMap<string, tf.Variable>,
+  { state: ReadonlyMap<string, tf.Variable>; tensors: ReadonlySet<tf.Tensor> }
+>();
+
+/** A model's parameter and state variables as one set (cached per model, as its nodes' variables are). */
+function modelTensors(frame: Frame): ReadonlySet<tf.Tensor> {
+  const cached = modelTensorCache.get(frame.params);
+  if (
+    cached !== undefined &&
+    cached.state === frame.state &&
+    cached.tensors.size === frame.params.size + frame.state.size
+  ) {
+    return cached.tensors;
+  }
+  const tensors = new Set<tf.Tensor>([...frame.params.values(), ...frame.state.values()]);
+  modelTensorCache.set(frame.params, { state: frame.state, tensors });
+  return tensors;
+}
+
+/** The event hooks see before a node runs; its inputs are set once gathered. */
+function nodeEvent(
+  c: CompiledNode,
+  parent: string | undefined,
+  rows: number,
+  training: boolean,
+  taped: boolean,
+): NodeEvent {
+  const { path, node, attrs } = c;
+  return parent === undefined
+    ? { path, node, attrs, inputs: [], rows, training, taped }
+    : { path, parent, node, attrs, inputs: [], rows, training, taped };
+}
+
+/**
+ * The event hooks see once a node ran: `event`'s fields and what it computed. Written out field
+ * by field: a spread of `event` costs several times more, per node.
+ */
+function doneEvent(
+  event: NodeEvent,
+  outputs: readonly tf.Tensor[],
+  records: Readonly<Record<string, unknown>>,
+  flops: number,
+  bytes: number,
+): NodeDoneEvent {
+  const { path, parent, node, attrs, inputs, rows, training, taped } = event;
+  return parent === undefined
+    ? { path, node, attrs, inputs, rows, training, taped, outputs, records, flops, bytes }
+    : { path, parent, node, attrs, inputs, rows, training, taped, outputs, records, flops, bytes };
+}
+
+const shapesOf = (ts: readonly tf.Tensor[]) => ts.map((t) => t.shape);
 
 function formatShape(shape: readonly Dim[]): string {
   return `[${shape.join(', ')}]`;
@@ -317,9 +392,11 @@ export function* runScope(
   const slots = new Map<string, Slot>();
   const holders = new Map<tf.Tensor, number>();
   // Tensors the caller or the model owns are never disposed here, even if an op passes them on.
-  const external = new Set<tf.Tensor>([...feeds.values(), ...frame.params.values(), ...frame.state.values()]);
+  const feedTensors = new Set<tf.Tensor>(feeds.values());
+  const modelOwned = modelTensors(frame);
+  const external = (t: tf.Tensor) => feedTensors.has(t) || modelOwned.has(t);
   // In the taped step the caller's tidy disposes intermediates: gradients may still need them.
-  const owned = (t: tf.Tensor) => !taped && !external.has(t);
+  const owned = (t: tf.Tensor) => !taped && !external(t);
   const hold = (name: string, slot: Slot) => {
     slots.set(name, slot);
     holders.set(slot.tensor, (holders.get(slot.tensor) ?? 0) + 1);
@@ -332,7 +409,8 @@ export function* runScope(
     holders.set(slot.tensor, count);
     if (count === 0 && owned(slot.tensor)) slot.tensor.dispose();
   };
-  const all = Int32Array.from({ length: batchSize }, (_, i) => i);
+  const all = new Int32Array(batchSize);
+  for (let i = 0; i < batchSize; i++) all[i] = i;
   for (const [name, t] of feeds) {
     hold(name, scope.values.get(name)!.shape[0] === BATCH ? { tensor: t, rows: all } : { tensor: t });
   }
@@ -341,34 +419,30 @@ export function* runScope(
   const servedBy: Record<string, string[]> = {};
   if (top) for (const name of wanted) servedBy[name] = new Array<string>(batchSize).fill('');
   const watching = frame.hooks.length > 0;
+  const wantedSet = new Set(wanted);
   // The tape tracks which values some trainable parameter (or a graph input) influences.
   const influenced = new Set<string>(taped && (frame.inputGradients || !top) ? feeds.keys() : []);
 
   try {
-    for (const [index, c] of scope.nodes.entries()) {
+    // Index loops: a for...of in this generator costs an iterator per loop, per node.
+    for (let index = 0; index < scope.nodes.length; index++) {
+      const c = scope.nodes[index]!;
       const decidesHere = deciders.includes(index);
       if (!needed[index] && !decidesHere) continue;
       const node = c.node;
-      const event: NodeEvent = {
-        path: c.path,
-        ...(parent === undefined ? {} : { parent }),
-        node,
-        attrs: c.attrs,
-        inputs: [],
-        rows: active.length,
-        training: frame.training,
-        taped,
-      };
+      // Events are made only when some hook watches.
+      const event = watching ? nodeEvent(c, parent, active.length, frame.training, taped) : undefined;
       if (active.length === 0) {
-        if (watching) {
-          const done: NodeDoneEvent = { ...event, outputs: [], records: {}, flops: 0, bytes: 0 };
+        if (event !== undefined) {
+          const done = doneEvent(event, [], {}, 0, 0);
           if (top) done.fullFlops = fullCost(c, fullDims);
           for (const hook of frame.hooks) hook.afterNode?.(done);
         }
         continue;
       }
       const inputs: tf.Tensor[] = [];
-      for (const name of node.inputs) {
+      for (let k = 0; k < node.inputs.length; k++) {
+        const name = node.inputs[k]!;
         const slot = slots.get(name)!;
         if (slot.rows === undefined || slot.rows === active) {
           inputs.push(slot.tensor);
@@ -379,18 +453,23 @@ export function* runScope(
         hold(name, { tensor: taken, rows: active });
         inputs.push(taken);
       }
-      event.inputs = inputs;
-      if (watching) for (const hook of frame.hooks) hook.beforeNode?.(event);
-      const { params, state } = nodeVariables(frame, c);
-      const inputGradients = node.inputs.map((name) => influenced.has(name));
-      const ownsTrainable = Object.values(params).some((p) => frame.trainable?.has(p as tf.Variable) ?? true);
+      if (event !== undefined) {
+        event.inputs = inputs;
+        for (const hook of frame.hooks) hook.beforeNode?.(event);
+      }
+      const data = nodeVariables(frame, c);
+      const { params, state, variables } = data;
+      const trainable = frame.trainable;
+      const ownsTrainable =
+        trainable === undefined ? variables.length > 0 : variables.some((p) => trainable.has(p));
+      // Only the taped step tracks which inputs need a gradient.
+      const inputGradients = taped ? node.inputs.map((name) => influenced.has(name)) : data.noGradients;
       if (taped && (ownsTrainable || inputGradients.some(Boolean))) {
         for (const name of node.outputs) influenced.add(name);
       }
       // A frozen node with state (batch norm) runs in inference mode, as a frozen Keras layer does:
       // it normalises with its moving statistics and leaves them as they are (fine-tuning).
-      const frozenWithState =
-        Object.keys(params).length > 0 && !ownsTrainable && Object.keys(state).length > 0;
+      const frozenWithState = variables.length > 0 && !ownsTrainable && data.hasState;
       let calls = 0;
       const { context, effects } = createOpContext({
         node: parent === undefined ? node : { ...node, name: c.path },
@@ -401,7 +480,7 @@ export function* runScope(
         options: frame.options,
         rows: { batchSize, indices: active },
         seed: frame.seed,
-        inputGradients: taped ? inputGradients : node.inputs.map(() => false),
+        inputGradients,
         runGraph: (attr, subInputs, options) => {
           const sub = c.subGraphs.find((s) => s.attr === attr && s.index === options?.index);
           if (sub === undefined) {
@@ -482,9 +561,8 @@ export function* runScope(
             { node: c.path, op: c.def.type },
           );
         }
-        outputs.forEach((t, i) => {
-          checkOutput(c, t, c.outputs[i]!, dims);
-        });
+        for (let i = 0; i < outputs.length; i++) checkOutput(c, outputs[i]!, c.outputs[i]!, dims);
+        if (effects.losses.length > 0 || effects.stateUpdates.size > 0) checkEffectsLive(c, effects);
         if (retire !== undefined && (frame.mode !== 'infer' || !top)) {
           throw new DynnError(
             'INVALID_GRAPH',
@@ -504,13 +582,13 @@ export function* runScope(
       }
       outputs.forEach((t, i) => {
         const name = node.outputs[i]!;
-        const batchMajor = c.outputs[i]!.shape[0] === BATCH;
+        const batchMajor = data.batchMajor[i]!;
         hold(name, batchMajor ? { tensor: t, rows: rowsBefore } : { tensor: t });
-        if (wanted.includes(name)) {
+        if (wantedSet.has(name)) {
           // A requested output is kept for the rows it was computed on now, before any of them
           // retire at a later node. Tensors the caller or the model owns are cloned, never handed
           // out; the piece's hold keeps the loop from disposing the tensor.
-          const tensor = external.has(t) ? t.clone() : t;
+          const tensor = external(t) ? t.clone() : t;
           holders.set(tensor, (holders.get(tensor) ?? 0) + 1);
           const rows = batchMajor ? rowsBefore : all;
           const list = pieces.get(name) ?? [];
@@ -522,7 +600,7 @@ export function* runScope(
       if (retire !== undefined) {
         const retired = retiredRows(c, scope, retire, active);
         for (const [name, t] of Object.entries(retire.outputs)) {
-          if (!wanted.includes(name)) {
+          if (!wantedSet.has(name)) {
             t.dispose();
             continue;
           }
@@ -540,23 +618,25 @@ export function* runScope(
         frame.stateUpdates.get(variable)?.dispose();
         frame.stateUpdates.set(variable, tf.keep(value));
       }
-      if (watching) {
-        const shapes = (ts: readonly tf.Tensor[]) => ts.map((t) => t.shape);
-        const done: NodeDoneEvent = {
-          ...event,
+      if (event !== undefined) {
+        const done = doneEvent(
+          event,
           outputs,
-          records: effects.records,
-          flops:
-            c.def.flops(c.attrs, shapes(inputs), shapes(outputs), NO_SUB_GRAPH_FLOPS) + effects.compute.flops,
-          bytes: effects.compute.bytes,
-        };
+          effects.records,
+          c.def.flops(c.attrs, shapesOf(inputs), shapesOf(outputs), NO_SUB_GRAPH_FLOPS) +
+            effects.compute.flops,
+          effects.compute.bytes,
+        );
         if (top) {
           for (const [d, size] of dims) if (d !== BATCH && !fullDims.has(d)) fullDims.set(d, size);
           done.fullFlops = fullCost(c, fullDims);
         }
         for (const hook of frame.hooks) hook.afterNode?.(done);
       }
-      for (const name of node.inputs) if (last.get(name) === index) release(name);
+      for (let k = 0; k < node.inputs.length; k++) {
+        const name = node.inputs[k]!;
+        if (last.get(name) === index) release(name);
+      }
     }
 
     const outputs = new Map<string, tf.Tensor>();
@@ -571,6 +651,24 @@ export function* runScope(
     for (const name of [...slots.keys()]) release(name);
     for (const list of pieces.values()) tf.dispose(list.map((p) => p.tensor).filter(owned));
   }
+}
+
+/**
+ * Throws, naming the node, when a loss or state update it handed over was disposed already:
+ * typically made inside the op's own `tf.tidy`, which disposed it on return.
+ */
+function checkEffectsLive(c: CompiledNode, effects: OpSideEffects): void {
+  const dead = [
+    ...effects.losses.filter((l) => l.value.isDisposed).map((l) => `loss '${l.name}'`),
+    ...[...effects.stateUpdates].filter(([, t]) => t.isDisposed).map(([name]) => `state update '${name}'`),
+  ];
+  if (dead.length === 0) return;
+  throw new DynnError(
+    'INVALID_GRAPH',
+    `Node '${c.path}' (${c.def.type}) handed over a disposed ${dead.join(', ')}: call ctx.addLoss and ` +
+      'ctx.updateState outside any tf.tidy in the forward, or return the tensor from the tidy first.',
+    { node: c.path, op: c.def.type },
+  );
 }
 
 /** Full-batch cost of a top-graph node, every dimension at its actual size. */

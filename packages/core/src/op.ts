@@ -131,9 +131,15 @@ export interface OpContext<A extends Attrs = Attrs> {
   readonly inputGradients: readonly boolean[];
   /** A generator seeded from the run's seed and the node name: reproducible randomness. */
   rng(): Rng;
-  /** Adds an auxiliary loss (a scalar) to the training objective. */
+  /**
+   * Adds an auxiliary loss (a scalar) to the training objective. Takes ownership: call it outside
+   * any `tf.tidy` (a tidy would dispose the loss on return).
+   */
   addLoss(loss: tf.Scalar, name?: string): void;
-  /** Sets a state tensor (by local name) to a new value once the run ends. Takes ownership. */
+  /**
+   * Sets a state tensor (by local name) to a new value once the run ends. Takes ownership: call
+   * it outside any `tf.tidy`.
+   */
   updateState(name: string, value: tf.Tensor): void;
   /** Records a statistic in the compute report under this node (counts, histograms...). */
   record(key: string, value: unknown): void;

@@ -183,3 +183,23 @@ it('refuses a model file with a bad nested graph at load, naming the file and th
   expect((error as Error).message).toMatch(/evil\.Payload.*route\/left\/rnn\/body\/cell/);
   expect(tf.memory().numTensors).toBe(before);
 });
+
+it('gives one value several output names, and outputs a graph input, through identity nodes', async () => {
+  const b = new GraphBuilder(runtime);
+  const h = b.input('h', 'float32', ['batch', 3]);
+  const next = b.add('core.Dense', h, { units: 3, activation: 'tanh' }, { name: 'cell' });
+  const body = b.subGraph({ next, state: next, echo: h });
+  expect(body.outputs.map((o) => o.name)).toEqual(['next', 'state', 'echo']);
+  expect(body.nodes.map((n) => `${n.op} ${n.inputs} -> ${n.outputs}`)).toEqual([
+    'core.Dense h -> next',
+    'core.Identity next -> state',
+    'core.Identity h -> echo',
+  ]);
+  const graph = b.build({ next, state: next });
+  const model = createModel(runtime, graph);
+  const x = tf.ones([2, 3]);
+  const { outputs } = await model.run(x, { report: false });
+  await expectClose(outputs.state!, outputs.next!);
+  tf.dispose([x, ...Object.values(outputs)]);
+  model.dispose();
+});

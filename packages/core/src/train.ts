@@ -9,6 +9,7 @@ import {
 } from './executor.js';
 import { ensureGradients } from './gradients.js';
 import { HostBatches, type TensorOrMap } from './host-batches.js';
+import type { NodeHook } from './interpreter.js';
 import {
   checkTargetShape,
   checkTargetValues,
@@ -106,12 +107,20 @@ export interface FitOptions {
   /** Run options of validation after each epoch (default: `options` when fixed, else none). */
   validationOptions?: RunOptions;
   /**
-   * Called with each step's gradients by parameter name, after clipping and before the optimizer
-   * update: return gradients to use instead (masking pruned weights, RigL's growth), or nothing
-   * to keep them. Tensors it returns belong to the trainer; the ones it was given stay the
+   * Called with each step's gradients by parameter name (`hidden/kernel`), after clipping and
+   * before the optimizer update: return gradients to use instead (masking pruned weights, RigL's
+   * growth), or nothing to keep them. A parameter no row influenced this step (a branch no row
+   * took) has no entry. Tensors it returns belong to the trainer; the ones it was given stay the
    * trainer's too.
    */
   onGradients?: GradientHook;
+  /**
+   * Called after each optimizer update and the state updates: change weights here (re-apply a
+   * pruning mask the optimizer's momentum or weight decay would otherwise undo, grow connections).
+   */
+  afterUpdate?: (info: StepInfo) => void;
+  /** Called before and after every node of each step's taped forward (tracing, profiling). */
+  hooks?: readonly NodeHook[];
   /** Hooks called as training progresses (progress bars, early stopping, logging). */
   callbacks?: FitCallbacks;
   /**
@@ -121,15 +130,18 @@ export interface FitOptions {
   learningRate?: (step: number, totalSteps: number) => number;
 }
 
+/** Where training stands, as the training hooks see it. */
+export interface StepInfo {
+  /** The step, 0-based, counted over the trainer's life. */
+  step: number;
+  /** The model's parameters by name. */
+  params: ReadonlyMap<string, tf.Variable>;
+}
+
 /** See {@link FitOptions.onGradients}. */
 export type GradientHook = (
   grads: Readonly<Record<string, tf.Tensor>>,
-  info: {
-    /** The step, 0-based, counted over the trainer's life. */
-    step: number;
-    /** The model's parameters by name, to read (or, after the update, change). */
-    params: ReadonlyMap<string, tf.Variable>;
-  },
+  info: StepInfo,
 ) => Record<string, tf.Tensor> | undefined;
 
 /** Sets a tfjs optimizer's learning rate (SGD and momentum keep it in a constant, Adam & co. in a field). */
@@ -240,6 +252,8 @@ export type TrainerOptions = Pick<
   | 'trainable'
   | 'options'
   | 'onGradients'
+  | 'afterUpdate'
+  | 'hooks'
 > & {
   /** Return a {@link ComputeReport} of each step's taped forward (default false). */
   report?: boolean;
@@ -266,6 +280,8 @@ export class Trainer {
   private readonly optimizer: tf.Optimizer;
   private readonly ownsOptimizer: boolean;
   private readonly varList: tf.Variable[];
+  /** Parameter name by tfjs variable name: gradients come keyed by the latter. */
+  private readonly paramNames: Map<string, string>;
   private readonly trainable: ReadonlySet<tf.Variable>;
   private readonly objective: Objective;
   private readonly output: string;
@@ -293,6 +309,7 @@ export class Trainer {
     if (trainable.length === 0)
       throw new DynnError('INVALID_OPTION', 'No parameter is trainable: check `trainable`.');
     this.varList = trainable.map(([, v]) => v);
+    this.paramNames = new Map(trainable.map(([name, v]) => [v.name, name]));
     this.trainable = new Set(this.varList);
     this.optimizer = options.optimizer ?? tf.train.adam(1e-3);
     this.ownsOptimizer = options.optimizer === undefined;
@@ -353,7 +370,7 @@ export class Trainer {
           trainable: this.trainable,
           decisions,
           ...(outputs ? { outputs } : {}),
-          ...(report ? { hooks: [report.hook] } : {}),
+          hooks: [...(this.options.hooks ?? []), ...(report ? [report.hook] : [])],
         });
         stateUpdates = forward.stateUpdates;
         let loss: tf.Scalar;
@@ -369,12 +386,23 @@ export class Trainer {
         return loss;
       }, this.varList);
       const clipped = clip(grads, this.options.clipNorm, this.options.clipValue);
-      const hooked = this.options.onGradients?.(clipped, { step, params: model.params }) ?? clipped;
-      this.optimizer.applyGradients(hooked);
+      const byParam = Object.fromEntries(
+        Object.entries(clipped).map(([name, g]) => [this.paramNames.get(name) ?? name, g]),
+      );
+      const info: StepInfo = { step, params: model.params };
+      const hooked = this.options.onGradients?.(byParam, info) ?? byParam;
+      // Every trainable variable, in one order, null where no gradient reached it: tfjs optimizers
+      // keep their slots by position, which shifts when a variable is left out.
+      this.optimizer.applyGradients(
+        Object.fromEntries(
+          [...this.paramNames].map(([variable, param]) => [variable, hooked[param] ?? null]),
+        ) as tf.NamedTensorMap,
+      );
       tf.dispose([
         ...new Set([...Object.values(hooked), ...Object.values(clipped), ...Object.values(grads)]),
       ]);
       for (const [variable, update] of stateUpdates) variable.assign(update);
+      this.options.afterUpdate?.(info);
       // One readback for the loss, the correct count and the count of invalid labels: each
       // readback is a sync point.
       const counts = [correct, invalid].filter((t) => t !== undefined);

@@ -1,0 +1,72 @@
+import { useBackend } from '@dynn/core';
+import { guardLeaks } from '@dynn/testing';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { main as nodeHooks } from './core/node-hooks.js';
+import { main as routeRows } from './core/route-rows.js';
+import { main as scanRnn } from './core/scan-rnn.js';
+
+// The core examples of sub-graphs, decisions in training and hooks. They read the UCI digits from
+// the file system, so they run in Node, on wasm: the cpu backend computes the same numbers, five
+// to ten times slower (the ops themselves run on every backend in packages/core's tests).
+describe('core examples on wasm', () => {
+  // The backend first, so the leak guard counts its tensors.
+  beforeAll(() => useBackend('wasm'));
+  guardLeaks();
+
+  it('core/scan-rnn trains an RNN over digit rows and reports its body per step', async () => {
+    const lines: string[] = [];
+    const { accuracy, nodes, flops } = await scanRnn('wasm', (line) => lines.push(line));
+    expect(accuracy).toBeGreaterThan(0.75);
+    // The body's nodes come after the Scan, named by path, once per time step (8 rows of pixels).
+    expect(nodes.map((n) => [n.name, n.parent, n.calls, n.rows])).toEqual([
+      ['rnn', undefined, 1, 297],
+      ['rnn/body/join', 'rnn', 8, 8 * 297],
+      ['rnn/body/cell', 'rnn', 8, 8 * 297],
+      ['classifier', undefined, 1, 297],
+    ]);
+    const cell = nodes.find((n) => n.name === 'rnn/body/cell')!;
+    expect(cell.flops).toBeGreaterThanOrEqual(8 * 297 * 2 * (32 + 8) * 32); // [h, row] x kernel, per step
+    expect(flops).toBe(nodes.reduce((sum, n) => sum + n.flops, 0));
+    expect(lines).toContain(`    rnn/body/cell (core.Dense): 8 calls, 2376 rows, ${cell.flops} FLOPs`);
+  });
+
+  it('core/route-rows trains a gate that decides per row, and the split moves as it learns', async () => {
+    const lines: string[] = [];
+    const { steps, test, flops, fullFlops } = await routeRows('wasm', (line) => lines.push(line));
+    expect(steps).toHaveLength(20);
+    for (const step of steps) {
+      expect(step.block + step.skipped).toBe(300);
+      // The taped step ran the block on the rows the decide step chose, and no others.
+      expect(step.blockRows).toBe(step.block);
+    }
+    const moved = steps.slice(1).filter((step, i) => step.block !== steps[i]!.block).length;
+    expect(moved).toBeGreaterThanOrEqual(10);
+    expect(steps.at(-1)!.loss).toBeLessThan(steps[0]!.loss / 4);
+    expect(lines[0]).toMatch(/^step 1: \d+ rows through the block, \d+ skipped, loss \d\.\d{3}$/);
+    // In inference too some digits skip the block, and the report shows the FLOPs that saves.
+    expect(test.block + test.skipped).toBe(297);
+    expect(test.block).toBeGreaterThan(0);
+    expect(test.skipped).toBeGreaterThan(0);
+    expect(flops).toBeLessThan(fullFlops);
+  });
+
+  it('core/node-hooks profiles every node and keeps pruned weights at zero through fit', async () => {
+    const lines: string[] = [];
+    const { profile, pruned, accuracy } = await nodeHooks('wasm', (line) => lines.push(line));
+    for (const kernel of pruned) {
+      expect(kernel.pruned).toBe(Math.round(kernel.size * 0.4));
+      expect(kernel.nonzero).toBe(kernel.size - kernel.pruned);
+    }
+    expect(accuracy.fineTuned).toBeGreaterThan(accuracy.pruned);
+    expect(profile.map((n) => [n.name, n.parent, n.calls, n.shape])).toEqual([
+      ['rnn', undefined, 1, [297, 32]],
+      ['rnn/body/join', 'rnn', 8, [297, 40]],
+      ['rnn/body/cell', 'rnn', 8, [297, 32]],
+      ['classifier', undefined, 1, [297, 10]],
+    ]);
+    // The Scan's interval holds its body's: hooks nest as the nodes do.
+    const ms = Object.fromEntries(profile.map((n) => [n.name, n.ms]));
+    expect(ms.rnn).toBeGreaterThanOrEqual(ms['rnn/body/join']! + ms['rnn/body/cell']!);
+    expect(lines).toContain('rnn/body/cell/kernel: 512 of 1280 weights pruned, 768 nonzero after training');
+  });
+});
