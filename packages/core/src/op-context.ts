@@ -1,6 +1,6 @@
 import type * as tf from '@tensorflow/tfjs-core';
 import type { Attrs, GraphNode } from './ir.js';
-import type { OpContext, RowSet, RunGraphOptions, RunOptions } from './op.js';
+import type { ComputeRecord, OpContext, RowSet, RunGraphOptions, RunOptions } from './op.js';
 import { createRng, type Rng, seedFor } from './random.js';
 
 /** An auxiliary loss added by a node during a run. */
@@ -22,7 +22,7 @@ export interface OpSideEffects {
   /** Statistics recorded with `record`, by key. */
   records: Record<string, unknown>;
   /** Data-dependent compute added with `addCompute`. */
-  compute: { flops: number; bytes: number };
+  compute: Required<ComputeRecord>;
 }
 
 /** Everything needed to build the context an op's forward sees. */
