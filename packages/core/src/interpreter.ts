@@ -354,8 +354,8 @@ const NO_SUB_GRAPH_FLOPS: FlopsContext = { subGraphFlops: () => 0 };
  * it awaits what the loop yields) and a sync one (taped step, sub-graphs: nothing may be
  * yielded). See docs/decisions/0005-one-interpreter.md.
  *
- * `feeds` are the scope's inputs (the caller keeps them); `rowsOf` gives, per batch-major feed,
- * the original rows (top graph) or none (a sub-graph computes on every row it is given).
+ * `feeds` are the scope's inputs (the caller keeps them); `parent` is the enclosing node's path
+ * for a sub-graph, which computes on every row it is given (rows retire only at the top graph).
  */
 export function* runScope(
   frame: Frame,
