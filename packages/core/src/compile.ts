@@ -1,6 +1,7 @@
-import { DynnError } from './errors.js';
-import type { Attrs, Dim, Graph, GraphNode, SubGraph, TensorInfo, ValueInfo } from './ir.js';
+import { DynnError, type DynnErrorContext } from './errors.js';
+import type { Attrs, Graph, GraphNode, SubGraph, TensorInfo, ValueInfo } from './ir.js';
 import { type InferContext, type OpDef, type OutputInfo, type ParamSpec, resolveAttrs } from './op.js';
+import { formatShape } from './ops/basic/shape-helpers.js';
 import type { Runtime } from './runtime.js';
 import { type NodeSubGraph, subGraphsOf } from './sub-graph.js';
 
@@ -53,10 +54,6 @@ export interface CompiledGraph {
   nodes: CompiledNode[];
 }
 
-function formatShape(shape: readonly Dim[]): string {
-  return `[${shape.join(', ')}]`;
-}
-
 function namedTensors(path: string, specs: ParamSpec[] | undefined): NodeTensor[] {
   return (specs ?? []).map((spec) => ({
     local: spec.name,
@@ -69,10 +66,39 @@ function namedTensors(path: string, specs: ParamSpec[] | undefined): NodeTensor[
   }));
 }
 
-function sameSignature(a: ValueInfo, b: ValueInfo): boolean {
-  return (
-    a.dtype === b.dtype && a.shape.length === b.shape.length && a.shape.every((d, i) => d === b.shape[i])
-  );
+/**
+ * Checks that each declared output of a graph (or sub-graph) is computed, with its declared dtype
+ * and shape. `label` names an output in messages; `context` names the graph's node or file.
+ */
+export function checkDeclaredOutputs(
+  declared: readonly ValueInfo[],
+  values: ReadonlyMap<string, ValueInfo>,
+  label: (name: string) => string,
+  context: DynnErrorContext,
+): void {
+  for (const output of declared) {
+    const inferred = values.get(output.name);
+    if (inferred === undefined) {
+      throw new DynnError('INVALID_GRAPH', `${label(output.name)} is not produced by any node.`, context);
+    }
+    const same =
+      inferred.dtype === output.dtype &&
+      inferred.shape.length === output.shape.length &&
+      inferred.shape.every((d, i) => d === output.shape[i]);
+    if (!same) {
+      throw new DynnError(
+        'SHAPE_MISMATCH',
+        `${label(output.name)} is declared ${output.dtype}${formatShape(output.shape)} but computes ` +
+          `${inferred.dtype}${formatShape(inferred.shape)}.`,
+        context,
+      );
+    }
+  }
+}
+
+/** Sub-graph `attr` of a compiled node (entry `index` of a `graphs` attribute), if it has one. */
+export function findSubGraph(c: CompiledNode, attr: string, index?: number): CompiledSubGraph | undefined {
+  return c.subGraphs.find((s) => s.attr === attr && s.index === index);
 }
 
 /** Compiles a node's sub-graphs in its scope; nodes inside them may not decide. */
@@ -96,27 +122,10 @@ function compileSubGraphs(
       }
       inputNames.add(input.name);
     }
-    for (const output of sub.graph.outputs) {
-      const inferred = compiled.values.get(output.name);
-      if (inferred === undefined) {
-        throw new DynnError(
-          'INVALID_GRAPH',
-          `Output '${output.name}' of the ${where} is not produced by any node.`,
-          {
-            node: path,
-            op: def.type,
-          },
-        );
-      }
-      if (!sameSignature(inferred, output)) {
-        throw new DynnError(
-          'SHAPE_MISMATCH',
-          `Output '${output.name}' of the ${where} is declared ${output.dtype}${formatShape(output.shape)} but ` +
-            `computes ${inferred.dtype}${formatShape(inferred.shape)}.`,
-          { node: path, op: def.type },
-        );
-      }
-    }
+    checkDeclaredOutputs(sub.graph.outputs, compiled.values, (name) => `Output '${name}' of the ${where}`, {
+      node: path,
+      op: def.type,
+    });
     for (const inner of compiled.nodes) {
       if (inner.def.decide !== undefined) {
         throw new DynnError(

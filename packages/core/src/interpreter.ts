@@ -1,9 +1,10 @@
 import * as tf from '@tensorflow/tfjs-core';
-import type { CompiledGraph, CompiledNode } from './compile.js';
+import { type CompiledGraph, type CompiledNode, findSubGraph } from './compile.js';
 import { DynnError } from './errors.js';
-import { type Attrs, BATCH, type Dim, type GraphNode, type ValueInfo } from './ir.js';
+import { type Attrs, BATCH, type GraphNode, type ValueInfo } from './ir.js';
 import type { FlopsContext, OpResult, RunOptions } from './op.js';
 import { type AuxLoss, createOpContext, type OpSideEffects } from './op-context.js';
+import { formatShape } from './ops/basic/shape-helpers.js';
 import { takeRows } from './ops/basic/tensor-rows.js';
 import { seedFor } from './random.js';
 
@@ -224,23 +225,18 @@ function nodeVariables(frame: Frame, c: CompiledNode): NodeData {
   return entry;
 }
 
-const modelTensorCache = new WeakMap<
-  ReadonlyMap<string, tf.Variable>,
-  { state: ReadonlyMap<string, tf.Variable>; tensors: ReadonlySet<tf.Tensor> }
->();
+const modelTensorCache = new WeakMap<ReadonlyMap<string, tf.Variable>, ReadonlySet<tf.Tensor>>();
 
-/** A model's parameter and state variables as one set (cached per model, as its nodes' variables are). */
+/**
+ * A model's parameter and state variables as one set, cached by its parameter map (a model's
+ * maps never change, as its nodes' cached variables assume).
+ */
 function modelTensors(frame: Frame): ReadonlySet<tf.Tensor> {
-  const cached = modelTensorCache.get(frame.params);
-  if (
-    cached !== undefined &&
-    cached.state === frame.state &&
-    cached.tensors.size === frame.params.size + frame.state.size
-  ) {
-    return cached.tensors;
+  let tensors = modelTensorCache.get(frame.params);
+  if (tensors === undefined) {
+    tensors = new Set<tf.Tensor>([...frame.params.values(), ...frame.state.values()]);
+    modelTensorCache.set(frame.params, tensors);
   }
-  const tensors = new Set<tf.Tensor>([...frame.params.values(), ...frame.state.values()]);
-  modelTensorCache.set(frame.params, { state: frame.state, tensors });
   return tensors;
 }
 
@@ -276,10 +272,6 @@ function doneEvent(
 }
 
 const shapesOf = (ts: readonly tf.Tensor[]) => ts.map((t) => t.shape);
-
-function formatShape(shape: readonly Dim[]): string {
-  return `[${shape.join(', ')}]`;
-}
 
 /**
  * Checks an output against what `inferShape` said: dtype, rank, every numeric dimension, the
@@ -318,7 +310,7 @@ function concrete(info: ValueInfo, dims: ReadonlyMap<string, number>): number[] 
 export function subGraphFlopsContext(c: CompiledNode): FlopsContext {
   return {
     subGraphFlops(attr, inputs, index) {
-      const sub = c.subGraphs.find((s) => s.attr === attr && s.index === index);
+      const sub = findSubGraph(c, attr, index);
       if (sub === undefined) throw new Error(`node '${c.path}' has no sub-graph '${attr}'`);
       return graphFlops(sub.compiled, inputs);
     },
@@ -482,7 +474,7 @@ export function* runScope(
         seed: frame.seed,
         inputGradients,
         runGraph: (attr, subInputs, options) => {
-          const sub = c.subGraphs.find((s) => s.attr === attr && s.index === options?.index);
+          const sub = findSubGraph(c, attr, options?.index);
           if (sub === undefined) {
             throw new DynnError(
               'INVALID_GRAPH',

@@ -1,4 +1,4 @@
-import { type CompiledGraph, compileGraph, declaredTensors } from './compile.js';
+import { type CompiledGraph, checkDeclaredOutputs, compileGraph, declaredTensors } from './compile.js';
 import { DynnError } from './errors.js';
 import type { Graph, TensorInfo, ValueInfo } from './ir.js';
 import type { Runtime } from './runtime.js';
@@ -80,29 +80,7 @@ export function checkGraph(runtime: Runtime, graph: Graph, file?: string): Compi
     }
     throw error;
   }
-  const values = compiled.values;
-  for (const output of graph.outputs) {
-    const inferred = values.get(output.name);
-    if (inferred === undefined) {
-      throw new DynnError(
-        'INVALID_GRAPH',
-        `Graph output '${output.name}' is not produced by any node.`,
-        where,
-      );
-    }
-    const same =
-      inferred.dtype === output.dtype &&
-      inferred.shape.length === output.shape.length &&
-      inferred.shape.every((d, i) => d === output.shape[i]);
-    if (!same) {
-      throw new DynnError(
-        'SHAPE_MISMATCH',
-        `Graph output '${output.name}' is declared ${output.dtype}[${output.shape}] but computes ` +
-          `${inferred.dtype}[${inferred.shape}].`,
-        where,
-      );
-    }
-  }
+  checkDeclaredOutputs(graph.outputs, compiled.values, (name) => `Graph output '${name}'`, where);
   const params: TensorInfo[] = [];
   const state: TensorInfo[] = [];
   for (const node of compiled.nodes) {

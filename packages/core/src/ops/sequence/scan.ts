@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { Dim, SubGraph, ValueInfo } from '../../ir.js';
 import { defineOp } from '../../op.js';
+import { formatShape } from '../basic/shape-helpers.js';
 
 /** Attributes of {@link scanOp}. */
 export type ScanAttrs = {
@@ -11,10 +12,6 @@ export type ScanAttrs = {
   /** Walk time from the last step to the first (outputs stay in time order). */
   reverse: boolean;
 };
-
-function describe(shape: readonly Dim[]): string {
-  return `[${shape.join(', ')}]`;
-}
 
 /** True when `given` can feed a value declared `declared`: same rank, equal sizes where both are sizes. */
 function fits(given: readonly Dim[], declared: readonly Dim[]): boolean {
@@ -81,14 +78,14 @@ export const scanOp = defineOp<ScanAttrs>({
       const isSequence = i >= carried;
       if (isSequence && (input.shape.length < 2 || !fits([input.shape[1]!], [time!]))) {
         throw new Error(
-          `sequence '${input.name}' ${describe(input.shape)} must be [batch, time, ...] with one time length`,
+          `sequence '${input.name}' ${formatShape(input.shape)} must be [batch, time, ...] with one time length`,
         );
       }
       const step = isSequence ? stepShape(input.shape) : input.shape;
       if (input.dtype !== declared.dtype || !fits(step, declared.shape)) {
         throw new Error(
           `${isSequence ? `a step of sequence '${input.name}'` : `carried value '${input.name}'`} is ` +
-            `${input.dtype}${describe(step)} but the body's input '${declared.name}' is ${declared.dtype}${describe(declared.shape)}`,
+            `${input.dtype}${formatShape(step)} but the body's input '${declared.name}' is ${declared.dtype}${formatShape(declared.shape)}`,
         );
       }
     });
@@ -97,7 +94,7 @@ export const scanOp = defineOp<ScanAttrs>({
       const out = body.outputs[i]!;
       if (out.dtype !== into.dtype || !fits(out.shape, into.shape)) {
         throw new Error(
-          `the body's carried output '${out.name}' ${out.dtype}${describe(out.shape)} does not match its input '${into.name}' ${into.dtype}${describe(into.shape)}`,
+          `the body's carried output '${out.name}' ${out.dtype}${formatShape(out.shape)} does not match its input '${into.name}' ${into.dtype}${formatShape(into.shape)}`,
         );
       }
     }
