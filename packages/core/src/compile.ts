@@ -11,6 +11,8 @@ export interface NodeTensor {
   local: string;
   /** The graph's declaration (`dense1/kernel`, or the shared name). */
   info: TensorInfo;
+  /** The state variant it holds (`<node>/<local>@<variant>`); absent for the default tensor. */
+  variant?: string;
 }
 
 /** A sub-graph of a compiled node, compiled in the node's scope. */
@@ -55,15 +57,23 @@ export interface CompiledGraph {
 }
 
 function namedTensors(path: string, specs: ParamSpec[] | undefined): NodeTensor[] {
-  return (specs ?? []).map((spec) => ({
-    local: spec.name,
-    info: {
-      name: spec.shared ?? `${path}/${spec.name}`,
+  return (specs ?? []).flatMap((spec) => {
+    const name = spec.shared ?? `${path}/${spec.name}`;
+    const info = (tensorName: string): TensorInfo => ({
+      name: tensorName,
       dtype: spec.dtype ?? 'float32',
       shape: spec.shape,
       init: spec.init,
-    },
-  }));
+    });
+    return [
+      { local: spec.name, info: info(name) },
+      ...(spec.variants ?? []).map((variant) => ({
+        local: spec.name,
+        info: info(`${name}@${variant}`),
+        variant,
+      })),
+    ];
+  });
 }
 
 /**
@@ -266,8 +276,8 @@ export function declaredTensors(node: CompiledNode): { params: NodeTensor[]; sta
     for (const inner of sub.compiled.nodes) {
       const below = declaredTensors(inner);
       const relative = (t: NodeTensor) => ({
+        ...t,
         local: `${inner.path.slice(node.path.length + 1)}/${t.local}`,
-        info: t.info,
       });
       params.push(...below.params.map(relative));
       state.push(...below.state.map(relative));

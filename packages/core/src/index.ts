@@ -8,6 +8,14 @@ export type { BackendName, UseBackendOptions } from './backend.js';
 export { activeBackend, BACKEND_NAMES, ensureBackend, useBackend } from './backend.js';
 export type { AddOptions } from './builder.js';
 export { GraphBuilder } from './builder.js';
+export type {
+  ChannelAxis,
+  ChannelTensor,
+  OpChannels,
+} from './channel-axes.js';
+export { elementwiseChannels, inputTensor, outputTensor, paramTensor, stateTensor } from './channel-axes.js';
+export type { ChannelAnalysis, ChannelBarrier, ChannelGroup, ChannelMember } from './channel-groups.js';
+export { channelGroups } from './channel-groups.js';
 export type { CompiledGraph, CompiledNode, CompiledSubGraph, NodeTensor } from './compile.js';
 export { compileGraph, inferNodeOutputs, inferShapes, nodeTensorSpecs } from './compile.js';
 export type { DynnErrorCode, DynnErrorContext } from './errors.js';
@@ -21,6 +29,8 @@ export type {
   TrainingForward,
 } from './executor.js';
 export { applyStateUpdates, decideForTraining, forwardForTraining } from './executor.js';
+export type { ExtractOptions } from './extract-sub-network.js';
+export { extractPass, extractSubNetwork } from './extract-sub-network.js';
 export { ensureGradients } from './gradients.js';
 export type { TensorOrMap } from './host-batches.js';
 export { HostBatches } from './host-batches.js';
@@ -44,6 +54,7 @@ export type { ImportLayersModelOptions, LayersConversion, LayersModelSource } fr
 export { convertLayersTopology, importLayersModel, SUPPORTED_LAYER_CLASSES } from './keras/index.js';
 export type { LossFunction, LossName } from './losses.js';
 export { correctCount, lossFunction } from './losses.js';
+export { maskChannels, maskChannelsPass } from './mask-channels.js';
 export type { CreateModelOptions, NodeCost } from './model.js';
 export { createModel, Model } from './model.js';
 export type {
@@ -76,15 +87,26 @@ export {
   matMulFastGrad,
   takeRows,
 } from './ops/basic/index.js';
-export { coreOps, corePlugin } from './ops/index.js';
+export { coreOps, corePasses, corePlugin } from './ops/index.js';
 export type { ScanAttrs } from './ops/sequence/index.js';
 export { batchMatMul, scanOp } from './ops/sequence/index.js';
-export type { PassDef, Plugin } from './plugin.js';
+export type { PassContext, PassDef, PassResult, Plugin, WeightedGraph } from './plugin.js';
 export { definePass, definePlugin } from './plugin.js';
 export type { Rng } from './random.js';
 export { createRng, seedFor, shuffledIndices } from './random.js';
+export type { ChannelGroupOptions } from './remove-channels.js';
+export { removeChannels, removeChannelsPass } from './remove-channels.js';
+export type { ReorderChannelsOptions } from './reorder-channels.js';
+export { reorderChannels, reorderChannelsPass } from './reorder-channels.js';
+export { applyPass, runPass } from './run-pass.js';
 export type { Runtime, RuntimeOptions } from './runtime.js';
 export { createRuntime } from './runtime.js';
+export type { SplitLayerOptions } from './split-layer.js';
+export { splitLayer, splitLayerPass } from './split-layer.js';
+export type { AddStateVariantsOptions, CoreRunOptions } from './state-variants.js';
+export { addStateVariantsPass, STATE_VARIANTS_ATTR, selectedStateVariant } from './state-variants.js';
+export type { TensorOwner } from './tensor-owners.js';
+export { tensorOwners } from './tensor-owners.js';
 
 export type {
   Dataset,

@@ -190,8 +190,10 @@ function positionsOf(held: Int32Array, wanted: Int32Array): Int32Array {
 interface NodeData {
   /** Parameter variables by local name. */
   params: Record<string, tf.Tensor>;
-  /** State variables by local name. */
+  /** State variables by local name (the default ones). */
   state: Record<string, tf.Tensor>;
+  /** State variables by local name, per declared variant. */
+  variants: ReadonlyMap<string, Record<string, tf.Tensor>>;
   /** The parameter variables. */
   variables: tf.Variable[];
   /** Whether the node has state. */
@@ -208,13 +210,17 @@ const tensorCache = new WeakMap<CompiledNode, NodeData>();
 function nodeVariables(frame: Frame, c: CompiledNode): NodeData {
   let entry = tensorCache.get(c);
   if (entry === undefined) {
-    const pick = (list: CompiledNode['params'], store: ReadonlyMap<string, tf.Variable>) =>
-      Object.fromEntries(list.map((t) => [t.local, store.get(t.info.name)!]));
+    const pick = (list: CompiledNode['params'], store: ReadonlyMap<string, tf.Variable>, variant?: string) =>
+      Object.fromEntries(
+        list.filter((t) => t.variant === variant).map((t) => [t.local, store.get(t.info.name)!]),
+      );
     const params = pick(c.params, frame.params);
     const state = pick(c.state, frame.state);
+    const variantNames = new Set(c.state.flatMap((t) => (t.variant === undefined ? [] : [t.variant])));
     entry = {
       params,
       state,
+      variants: new Map([...variantNames].map((v) => [v, pick(c.state, frame.state, v)])),
       variables: Object.values(params),
       hasState: Object.keys(state).length > 0,
       noGradients: Object.freeze(c.node.inputs.map(() => false)),
@@ -223,6 +229,26 @@ function nodeVariables(frame: Frame, c: CompiledNode): NodeData {
     tensorCache.set(c, entry);
   }
   return entry;
+}
+
+/**
+ * The state a node reads and updates in this run: the variant its op selects from the run
+ * options, or the default. Throws, naming the node, for a variant it does not declare.
+ */
+function stateFor(c: CompiledNode, data: NodeData, options: RunOptions): Record<string, tf.Tensor> {
+  const variant = c.def.stateVariant?.(c.attrs, options);
+  if (variant === undefined) return data.state;
+  const state = data.variants.get(variant);
+  if (state === undefined) {
+    throw new DynnError(
+      'INVALID_OPTION',
+      `Node '${c.path}' (${c.def.type}) has no state variant '${variant}'; it declares ` +
+        `${[...data.variants.keys()].map((v) => `'${v}'`).join(', ') || 'none'}. Add it with the ` +
+        "'core.add-state-variants' pass, or run without selecting it.",
+      { node: c.path, op: c.def.type },
+    );
+  }
+  return state;
 }
 
 const modelTensorCache = new WeakMap<ReadonlyMap<string, tf.Variable>, ReadonlySet<tf.Tensor>>();
@@ -450,7 +476,8 @@ export function* runScope(
         for (const hook of frame.hooks) hook.beforeNode?.(event);
       }
       const data = nodeVariables(frame, c);
-      const { params, state, variables } = data;
+      const { params, variables } = data;
+      const state = stateFor(c, data, frame.options);
       const trainable = frame.trainable;
       const ownsTrainable =
         trainable === undefined ? variables.length > 0 : variables.some((p) => trainable.has(p));

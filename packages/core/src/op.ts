@@ -1,4 +1,5 @@
 import type * as tf from '@tensorflow/tfjs-core';
+import type { OpChannels } from './channel-axes.js';
 import { DynnError } from './errors.js';
 import type { Attrs, AttrValue, Dim, DType, GraphNode, Initializer, ValueInfo } from './ir.js';
 import type { Rng } from './random.js';
@@ -47,6 +48,13 @@ export interface ParamSpec {
   dtype?: DType;
   /** How the tensor is initialised when a model is created. */
   init: Initializer;
+  /**
+   * Names of variants of this state tensor (e.g. batch-norm statistics per width): each is stored
+   * as `<node>/<name>@<variant>` beside the default one, saved with the model, and read and
+   * updated instead of it in a run whose options select it (see {@link OpDef.stateVariant}).
+   * State only.
+   */
+  variants?: readonly string[];
   /**
    * Graph-level name of a tensor several nodes share (one output head for every exit, tied
    * embeddings). Without it the tensor is the node's own, named `<node>/<name>`.
@@ -234,6 +242,30 @@ export interface OpDef<A extends Attrs = Attrs> {
    * decision that needs values read back belongs in `decide`.
    */
   forward(ctx: OpContext<A>, inputs: tf.Tensor[]): tf.Tensor[] | OpResult;
+  /**
+   * Which channels the op's tensors hold and how they couple (see {@link OpChannels}): what
+   * pruning, nested widths and layer splitting move together. Without it the op is a barrier: no
+   * channel crosses it. `outputs` are the node's inferred outputs.
+   */
+  channels?(attrs: A, inputs: readonly ValueInfo[], outputs: readonly ValueInfo[]): OpChannels;
+  /**
+   * The attributes for new channel counts: `inputs` are the node's new inputs, `outputs` the
+   * outputs it must now produce (the same as before except along channel axes) and `spaces` the
+   * new size of each of its channel spaces (attention heads show in no input or output). Needed
+   * by ops whose attributes hold a channel count (Dense `units`, Conv2D `filters`, heads);
+   * without it the attributes stay as they are.
+   */
+  resize?(
+    attrs: A,
+    inputs: readonly ValueInfo[],
+    outputs: readonly ValueInfo[],
+    spaces: Readonly<Record<string, number>>,
+  ): A;
+  /**
+   * The state variant this call reads and updates, from the run's options (a name among the
+   * `variants` of its state specs), or undefined for the default state.
+   */
+  stateVariant?(attrs: A, options: RunOptions): string | undefined;
   /**
    * Floating-point operations for concrete input/output shapes (a multiply-add counts 2),
    * sub-graphs included through `ctx.subGraphFlops` (dynn always passes it; an op test may omit it

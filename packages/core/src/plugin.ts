@@ -1,15 +1,54 @@
+import type * as tf from '@tensorflow/tfjs-core';
 import { DynnError } from './errors.js';
 import type { Graph } from './ir.js';
 import type { OpDef } from './op.js';
+import type { Runtime } from './runtime.js';
 
-/** A graph transformation: a pure function from graph to graph. */
+/** A graph with its weights: what a pass takes and returns, what `createModel` and `saveModel` take. */
+export interface WeightedGraph {
+  /** The graph. */
+  graph: Graph;
+  /** Parameter and state tensors by graph name. */
+  weights: ReadonlyMap<string, tf.Tensor>;
+}
+
+/** What a pass sees besides the graph and its options. */
+export interface PassContext {
+  /** The runtime the pass runs under: its ops compile the graph, their declarations guide the pass. */
+  readonly runtime: Runtime;
+  /**
+   * The graph's current parameters and state by name (empty when the pass runs on a graph
+   * alone). Read-only: the pass neither changes nor disposes them.
+   */
+  readonly weights: ReadonlyMap<string, tf.Tensor>;
+}
+
+/** What a pass returns: the new graph and the weights it made or changed. */
+export interface PassResult {
+  /** The transformed graph. */
+  graph: Graph;
+  /**
+   * New tensors by name (sliced, reordered, split weights), owned by the caller. A tensor the
+   * new graph declares that is not here keeps the input's weight of that name, if there is one;
+   * otherwise it is initialised from its spec.
+   */
+  weights?: ReadonlyMap<string, tf.Tensor>;
+}
+
+/**
+ * A graph transformation: a pure function of the graph, its weights and the runtime (see
+ * `runPass` and `applyPass` in `@dynn/core`).
+ */
 export interface PassDef<O = Record<string, unknown>> {
   /** Unique name, e.g. `early-exit.insert-exits`. */
   name: string;
   /** One sentence on what the pass does. */
   description: string;
-  /** Returns the transformed graph; never mutates `graph`. */
-  run(graph: Graph, options: O): Graph;
+  /**
+   * Returns the transformed graph (and any new weights); never mutates `graph` nor the weights.
+   * Throws a {@link DynnError} naming the node or option at fault.
+   */
+  run(graph: Graph, options: O, context: PassContext): Graph | PassResult;
 }
 
 /** A bundle of ops and passes from one package. Plain data: creating it changes nothing global. */

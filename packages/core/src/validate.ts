@@ -2,6 +2,7 @@ import { type CompiledGraph, checkDeclaredOutputs, compileGraph, declaredTensors
 import { DynnError } from './errors.js';
 import type { Graph, TensorInfo, ValueInfo } from './ir.js';
 import type { Runtime } from './runtime.js';
+import { ownersOf } from './tensor-owners.js';
 
 /**
  * Adds `tensor` to `list` unless a tensor of that name is there already (a shared tensor); a
@@ -25,6 +26,7 @@ function checkTensors(
   kind: 'params' | 'state',
   declared: readonly TensorInfo[],
   expected: TensorInfo[],
+  ownerOf: (name: string) => string | undefined,
   file?: string,
 ) {
   const where = file ? { file } : {};
@@ -39,7 +41,7 @@ function checkTensors(
         'SHAPE_MISMATCH',
         `${kind === 'params' ? 'Parameter' : 'State'} '${spec.name}' is declared ${found.dtype}[${found.shape}] ` +
           `but its node needs ${spec.dtype}[${spec.shape}].`,
-        { ...where, node: spec.name.slice(0, spec.name.lastIndexOf('/')) },
+        { ...where, ...(ownerOf(spec.name) === undefined ? {} : { node: ownerOf(spec.name) }) },
       );
     }
     byName.delete(spec.name);
@@ -88,8 +90,10 @@ export function checkGraph(runtime: Runtime, graph: Graph, file?: string): Compi
     for (const t of specs.params) addTensor(params, t.info);
     for (const t of specs.state) addTensor(state, t.info);
   }
-  checkTensors('params', graph.params, params, file);
-  checkTensors('state', graph.state, state, file);
+  const owners = ownersOf(compiled);
+  const ownerOf = (name: string) => owners.get(name)?.[0]?.node;
+  checkTensors('params', graph.params, params, ownerOf, file);
+  checkTensors('state', graph.state, state, ownerOf, file);
   return compiled;
 }
 

@@ -1,5 +1,6 @@
 import {
   type Attrs,
+  type ChannelAxis,
   coreOps,
   createOpContext,
   type Dim,
@@ -7,6 +8,7 @@ import {
   type OpContext,
   type OpDef,
   type ParamSpec,
+  paramTensor,
   resolveAttrs,
   type ValueInfo,
 } from '@dynn/core';
@@ -189,6 +191,80 @@ export function headParams(attrs: HeadAttrs, { features, layout, positions }: Ex
     }
   })();
   return attrs.halting ? [...head, ...dense('halt', vector, 1)] : head;
+}
+
+/**
+ * The axes of an exit's head parameters that hold channels: the axis reading the features joins
+ * space `features` (a flattened image's row `j` holds channel `j % features`), the axis producing
+ * the logits joins space `classes`, and the mlp head's hidden units and the conv head's filters
+ * are spaces of their own, `hidden` and `convFilters`, that reach no input or output. The halting
+ * head's single unit is left unmapped: the exit always gives one halting probability.
+ */
+export function headChannelAxes(attrs: HeadAttrs, { features, layout }: ExitFeatures): ChannelAxis[] {
+  const flattened = attrs.pool === 'flatten' && layout === 'image';
+  // A flattened image gives its head every position's channels, position-major.
+  const readsFeatures = (name: string): ChannelAxis => ({
+    tensor: paramTensor(name),
+    axis: 0,
+    space: 'features',
+    ...(flattened ? { period: features } : {}),
+  });
+  const logits: ChannelAxis[] = [
+    { tensor: paramTensor('kernel'), axis: 1, space: 'classes' },
+    { tensor: paramTensor('bias'), axis: 0, space: 'classes' },
+  ];
+  const head: ChannelAxis[] = (() => {
+    switch (attrs.head) {
+      case 'linear':
+        return [readsFeatures('kernel'), ...logits];
+      case 'shared': {
+        // A layer norm's statistics span the features: removing one changes the others' values.
+        const norm: ChannelAxis[] = attrs.sharedNorm
+          ? ['gamma', 'beta'].map((name) => ({
+              tensor: paramTensor(name),
+              axis: 0,
+              space: 'features',
+              mixes: true,
+            }))
+          : [];
+        return [...norm, readsFeatures('kernel'), ...logits];
+      }
+      case 'mlp':
+        return [
+          readsFeatures('hiddenKernel'),
+          { tensor: paramTensor('hiddenKernel'), axis: 1, space: 'hidden' },
+          { tensor: paramTensor('hiddenBias'), axis: 0, space: 'hidden' },
+          { tensor: paramTensor('kernel'), axis: 0, space: 'hidden' },
+          ...logits,
+        ];
+      case 'conv':
+        // The convolution reads the image itself, never flattened; the classifier reads its
+        // filters, pooled or flattened like the image would be.
+        return [
+          { tensor: paramTensor('convKernel'), axis: 2, space: 'features' },
+          { tensor: paramTensor('convKernel'), axis: 3, space: 'convFilters' },
+          { tensor: paramTensor('convBias'), axis: 0, space: 'convFilters' },
+          {
+            tensor: paramTensor('kernel'),
+            axis: 0,
+            space: 'convFilters',
+            ...(flattened ? { period: attrs.convFilters } : {}),
+          },
+          ...logits,
+        ];
+    }
+  })();
+  return attrs.halting ? [...head, readsFeatures('haltKernel')] : head;
+}
+
+/**
+ * The sizes of the head's own channel spaces, by space name (see {@link headChannelAxes}): what
+ * the spaces that reach no input or output hold.
+ */
+export function headSpaces(attrs: HeadAttrs): Record<string, number> {
+  if (attrs.head === 'mlp') return { hidden: attrs.hidden };
+  if (attrs.head === 'conv') return { convFilters: attrs.convFilters };
+  return {};
 }
 
 /**

@@ -1,4 +1,13 @@
-import { type Attrs, BATCH, createOpContext, isDynnError, resolveAttrs } from '@dynn/core';
+import {
+  type Attrs,
+  BATCH,
+  createOpContext,
+  inputTensor,
+  isDynnError,
+  outputTensor,
+  paramTensor,
+  resolveAttrs,
+} from '@dynn/core';
 import {
   checkOpGradients,
   describeEachBackend,
@@ -493,4 +502,96 @@ it('counts head FLOPs on the rows given', () => {
   const all = resolved({ classes: 3, head: 'shared', sharedNorm: 'lnf' });
   expect(exitOp.flops(all, [[2, 5, 6]], [])).toBe(10 * (7 * 6 + 3 * 13 + 7 * 3));
   expect(exitOp.flops({ ...all, positions: 'last' }, [[2, 5, 6]], [])).toBe(2 * (7 * 6 + 3 * 13 + 7 * 3));
+});
+
+/** Input and output infos of an exit on `shapes`, as a graph node would have them. */
+function signature(attrs: ExitAttrs, shapes: (number | string)[][]) {
+  const inputs = shapes.map((shape, i) => ({ name: `in${i}`, dtype: 'float32' as const, shape }));
+  const outputs = exitOp.inferShape(attrs, inputs).map((o, i) => ({ name: `out${i}`, ...o }));
+  return { inputs, outputs };
+}
+
+/** The channel declaration of an exit on `shapes`. */
+function channelsOn(attrs: ExitAttrs, shapes: (number | string)[][]) {
+  const { inputs, outputs } = signature(attrs, shapes);
+  return exitOp.channels!(attrs, inputs, outputs);
+}
+
+it('ties features to the head and logits to classes; resizing sets classes and shrinks the head', () => {
+  const attrs = resolved({ classes: 4, halting: true });
+  const { inputs, outputs } = signature(attrs, [[BATCH, 6]]);
+  expect(exitOp.channels!(attrs, inputs, outputs)).toEqual({
+    spaces: { features: 6, classes: 4 },
+    axes: [
+      { tensor: inputTensor(0), axis: 1, space: 'features' },
+      { tensor: outputTensor(0), axis: 1, space: 'features' },
+      { tensor: paramTensor('kernel'), axis: 0, space: 'features' },
+      { tensor: paramTensor('kernel'), axis: 1, space: 'classes' },
+      { tensor: paramTensor('bias'), axis: 0, space: 'classes' },
+      { tensor: paramTensor('haltKernel'), axis: 0, space: 'features' },
+      { tensor: outputTensor(1), axis: -1, space: 'classes', mixes: true },
+    ],
+  });
+  // Five of six features and three of four classes kept.
+  const narrow = signature(attrs, [[BATCH, 5]]).inputs;
+  const wanted = [{ name: 'logits', dtype: 'float32' as const, shape: [BATCH, 3] }];
+  const resized = exitOp.resize!(attrs, narrow, [outputs[0]!, ...wanted, outputs[2]!, outputs[3]!], {
+    features: 5,
+    classes: 3,
+  });
+  expect(exitOp.inferShape(resized, narrow)[1]!.shape).toEqual([BATCH, 3]);
+  expect(exitOp.params!(resized, narrow).map((p) => p.shape)).toEqual([[5, 3], [3], [5, 1], [1]]);
+});
+
+it("maps a flattened image by period, its positions as barriers, and the heads' own spaces", () => {
+  const image = [BATCH, 2, 3, 4];
+  const mlp = resolved({ classes: 3, head: 'mlp', hidden: 8, pool: 'flatten' });
+  const flat = channelsOn(mlp, [image]);
+  expect(flat.spaces).toEqual({ features: 4, classes: 3, hidden: 8 });
+  expect(flat.axes).toContainEqual({
+    tensor: paramTensor('hiddenKernel'),
+    axis: 0,
+    space: 'features',
+    period: 4,
+  });
+  expect(flat.axes).toContainEqual({ tensor: paramTensor('kernel'), axis: 0, space: 'hidden' });
+  // Three of four channels and five of eight hidden units kept: the head's rows follow every position.
+  const narrow = [{ name: 'h', dtype: 'float32' as const, shape: [BATCH, 2, 3, 3] }];
+  const thinner = exitOp.resize!(mlp, narrow, [], { features: 3, classes: 3, hidden: 5 });
+  expect(exitOp.params!(thinner, narrow).map((p) => p.shape)).toEqual([[18, 5], [5], [5, 3], [3]]);
+
+  const conv = resolved({ classes: 3, head: 'conv', convFilters: 4 });
+  const pooled = channelsOn(conv, [image]);
+  expect(pooled.spaces).toEqual({ features: 4, classes: 3, convFilters: 4, height: 2, width: 3 });
+  expect(pooled.axes).toContainEqual({ tensor: paramTensor('convKernel'), axis: 2, space: 'features' });
+  expect(pooled.axes).toContainEqual({ tensor: paramTensor('kernel'), axis: 0, space: 'convFilters' });
+  expect(pooled.axes).toContainEqual({ tensor: inputTensor(0), axis: 1, space: 'height', mixes: true });
+  const flatConv = channelsOn({ ...conv, pool: 'flatten' }, [image]);
+  expect(flatConv.axes).toContainEqual({
+    tensor: paramTensor('kernel'),
+    axis: 0,
+    space: 'convFilters',
+    period: 4,
+  });
+  expect(flatConv.axes.some((a) => a.space === 'height' || a.space === 'width')).toBe(false);
+  const fewer = exitOp.resize!(conv, narrow, [], { features: 3, classes: 3, convFilters: 2 });
+  expect(exitOp.params!(fewer, narrow).map((p) => p.shape)).toEqual([[3, 3, 3, 2], [2], [2, 3], [3]]);
+});
+
+it('ties a sequence position to every per-position output and the state input', () => {
+  const { spaces, axes } = channelsOn(resolved({ classes: 3 }), [
+    [BATCH, 5, 6],
+    [BATCH, 5, 2],
+  ]);
+  expect(spaces).toEqual({ features: 6, classes: 3, time: 5 });
+  expect(axes.filter((a) => a.space === 'time').map((a) => [a.tensor, a.axis])).toEqual([
+    [inputTensor(0), 1],
+    [outputTensor(0), 1],
+    [outputTensor(1), 1],
+    [outputTensor(2), 1],
+    [outputTensor(3), 1],
+    [inputTensor(1), 1],
+  ]);
+  // The last axis of the state, a (class, count) pair, holds no channels.
+  expect(axes).not.toContainEqual(expect.objectContaining({ tensor: inputTensor(1), axis: 2 }));
 });

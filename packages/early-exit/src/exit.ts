@@ -1,4 +1,15 @@
-import { DynnError, defineOp, type OpContext, type OpResult, takeRows } from '@dynn/core';
+import {
+  type ChannelAxis,
+  DynnError,
+  defineOp,
+  inputTensor,
+  type OpChannels,
+  type OpContext,
+  type OpResult,
+  outputTensor,
+  takeRows,
+  type ValueInfo,
+} from '@dynn/core';
 import * as tf from '@tensorflow/tfjs-core';
 import {
   EXIT_HEADS,
@@ -6,9 +17,11 @@ import {
   exitFeatures,
   exitRowsShape,
   type HeadAttrs,
+  headChannelAxes,
   headFlops,
   headForward,
   headParams,
+  headSpaces,
 } from './exit-head.js';
 import { type ResolvedExitOptions, readExitOptions, thresholdFor } from './options.js';
 
@@ -168,6 +181,62 @@ async function decide(
 }
 
 /**
+ * The channels of an exit: space `features` ties the features' last axis (input and output 0) to
+ * the head's reading axes, space `classes` ties the logits' last axis to the head's output axes
+ * (see {@link headChannelAxes}, which also gives the mlp head's `hidden` units and the conv head's
+ * `convFilters` spaces of their own). The other known axes of the features pass through too: a
+ * sequence's `time` reaches every per-position output with `positions: 'all'`; an image's
+ * `height` and `width` are averaged by a `mean` head. Unmapped (barriers): a flattened image's
+ * height and width, since the head keeps rows per position; the last axes of the state input and
+ * output, a (class, agreement count) pair; the halt output's single value; op-set 1's carried
+ * inputs, which the exit ignores.
+ */
+function exitChannels(attrs: ExitAttrs, inputs: readonly ValueInfo[]): OpChannels {
+  const h = inputs[0]!;
+  const features = exitFeatures(h, attrs.head, attrs.pool);
+  const last = h.shape.length - 1;
+  const spaces: Record<string, number> = {
+    features: features.features,
+    classes: attrs.classes,
+    ...headSpaces(attrs),
+  };
+  const axes: ChannelAxis[] = [
+    { tensor: inputTensor(0), axis: last, space: 'features' },
+    { tensor: outputTensor(EXIT_OUTPUT.features), axis: last, space: 'features' },
+    ...headChannelAxes(attrs, features),
+    // The criteria, the default halting score and softmax answers take a softmax over the
+    // classes: removing one changes the others' probabilities.
+    { tensor: outputTensor(EXIT_OUTPUT.logits), axis: -1, space: 'classes', mixes: true },
+  ];
+  /** Ties axis `axis` of the features, input to output, as space `space` when its size is known. */
+  const passThrough = (axis: number, space: string, mixes: boolean): boolean => {
+    const size = h.shape[axis];
+    if (typeof size !== 'number') return false;
+    spaces[space] = size;
+    axes.push(
+      { tensor: inputTensor(0), axis, space, ...(mixes ? { mixes } : {}) },
+      { tensor: outputTensor(EXIT_OUTPUT.features), axis, space },
+    );
+    return true;
+  };
+  if (features.layout === 'sequence') {
+    const perPosition = attrs.positions === 'all';
+    // With 'last' the head reads the last position only: removing it makes the head read another.
+    if (passThrough(1, 'time', !perPosition) && perPosition) {
+      for (const index of [EXIT_OUTPUT.logits, EXIT_OUTPUT.state, EXIT_OUTPUT.halt]) {
+        axes.push({ tensor: outputTensor(index), axis: 1, space: 'time' });
+      }
+      if (inputs[1] !== undefined) axes.push({ tensor: inputTensor(1), axis: 1, space: 'time' });
+    }
+  } else if (features.layout === 'image' && attrs.pool === 'mean') {
+    // The head averages the positions (the conv head after mixing 3x3 neighbourhoods).
+    passThrough(1, 'height', true);
+    passThrough(2, 'width', true);
+  }
+  return { spaces, axes };
+}
+
+/**
  * `early-exit.Exit`: a classifier attached to intermediate features. It passes its features on
  * unchanged and, in inference, retires the rows it is sure about, so later nodes compute only the
  * others (BranchyNet, DeeBERT, PABEE, CALM).
@@ -184,6 +253,11 @@ async function decide(
  *   `<sharedHead>/bias`, and with `sharedNorm` `<sharedNorm>/gamma`, `<sharedNorm>/beta`); `mlp`:
  *   `hiddenKernel`, `hiddenBias`, `kernel`, `bias`; `conv`: `convKernel`, `convBias`, `kernel`,
  *   `bias`; with `halting`: `haltKernel`, `haltBias`
+ * - channels: the features' known axes pass through, their last axis read by the head (space
+ *   `features`); the logits' class axis is the head's output (space `classes`); the mlp head's
+ *   hidden units and the conv head's filters are spaces of their own (`hidden`, `convFilters`);
+ *   resizing sets `classes`, `hidden` and `convFilters`; a flattened image's positions, the
+ *   state's last axis and the halt output are barriers
  *
  * The criterion comes from the run options (see {@link readExitOptions}); without them no row
  * leaves and every output equals the model's without exits. Rows leave in inference only, and
@@ -319,5 +393,12 @@ export const exitOp = defineOp<ExitAttrs>({
     readExitOptions(ctx.options);
     return exitOutputs(ctx, h!, previous);
   },
+  channels: exitChannels,
+  resize: (attrs, _inputs, _outputs, spaces) => ({
+    ...attrs,
+    classes: spaces.classes ?? attrs.classes,
+    hidden: spaces.hidden ?? attrs.hidden,
+    convFilters: spaces.convFilters ?? attrs.convFilters,
+  }),
   flops: (attrs, [h]) => headFlops(attrs, h!),
 });

@@ -1,7 +1,9 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { version } from '../../package.json';
 import { DynnError } from '../errors.js';
-import type { Model } from '../model.js';
+import type { Graph } from '../ir.js';
+import { Model } from '../model.js';
+import type { WeightedGraph } from '../plugin.js';
 import { checkGraphSchema } from './graph-schema.js';
 import { UNBOUNDED_LIMITS } from './limits.js';
 import { namingFile } from './model-file-error.js';
@@ -36,10 +38,10 @@ const SAVE_FIX =
   'A model file holds JSON data only: give every attribute a finite number, string, boolean, null, array or object.';
 
 /** The graph as the JSON data a file will hold, checked so that loading will accept it. */
-function graphAsJson(model: Model, file: string): unknown {
+function graphAsJson(graph: Graph, file: string): unknown {
   let text: string;
   try {
-    text = JSON.stringify(model.graph, (key, value: unknown) => {
+    text = JSON.stringify(graph, (key, value: unknown) => {
       if (typeof value === 'number' && !Number.isFinite(value)) throw new Error(`'${key}' is ${value}`);
       if (typeof value === 'function' || typeof value === 'symbol' || typeof value === 'bigint') {
         throw new Error(`'${key}' is a ${typeof value}`);
@@ -60,14 +62,40 @@ function graphAsJson(model: Model, file: string): unknown {
   return checkGraphSchema(json, file, UNBOUNDED_LIMITS, 'graph', SAVE_FIX);
 }
 
-/** The weights of `model` (parameters, then state) in the tfjs binary format, quantized if asked. */
+/**
+ * The tensors to save, parameters then state in the graph's order: a model's variables, or a
+ * weighted graph's weights (each one the graph declares, with its declared shape).
+ */
+function tensorsToSave(source: Model | WeightedGraph, label: string): { name: string; tensor: tf.Tensor }[] {
+  if (source instanceof Model)
+    return [...source.params, ...source.state].map(([name, tensor]) => ({ name, tensor }));
+  return [...source.graph.params, ...source.graph.state].map((info) => {
+    const tensor = source.weights.get(info.name);
+    const same =
+      tensor !== undefined &&
+      !tensor.isDisposed &&
+      tensor.dtype === info.dtype &&
+      tensor.shape.length === info.shape.length &&
+      tensor.shape.every((d, i) => d === info.shape[i]);
+    if (!same) {
+      throw new DynnError(
+        'MODEL_FILE',
+        `${label}: weight '${info.name}' is ${tensor === undefined ? 'missing' : tensor.isDisposed ? 'disposed' : `${tensor.dtype}[${tensor.shape.join(', ')}]`} ` +
+          `but the graph declares ${info.dtype}[${info.shape.join(', ')}]; give every parameter and state tensor its weight.`,
+        { file: label },
+      );
+    }
+    return { name: info.name, tensor };
+  });
+}
+
+/** The weights (parameters, then state) in the tfjs binary format, quantized if asked. */
 async function encodeModelWeights(
-  model: Model,
+  tensors: readonly { name: string; tensor: tf.Tensor }[],
   quantize: QuantizationDType | undefined,
   label: string,
 ): Promise<{ data: ArrayBuffer; specs: tf.io.WeightsManifestEntry[] }> {
-  const tensors = [...model.params, ...model.state].map(([name, tensor]) => ({ name, tensor }));
-  if (quantize === undefined) return tf.io.encodeWeights(tensors);
+  if (quantize === undefined) return tf.io.encodeWeights([...tensors]);
   const values = await Promise.all(
     tensors.map(async ({ name, tensor }) => ({
       name,
@@ -84,7 +112,8 @@ async function encodeModelWeights(
 }
 
 /**
- * Saves `model` (graph, parameters, then state) as a tfjs model: a model.json with format
+ * Saves `model` (graph, parameters, then state), or a graph with its weights as a pass returns it
+ * (`runPass`), as a tfjs model: a model.json with format
  * `dynn-graph` whose `modelTopology` is the graph, and its weights in the tfjs binary format.
  * `destination` is a path or `file://` URL (Node: model.json and `group1-shardNofM.bin` shards of
  * at most 4 MiB), `indexeddb://`, `localstorage://` or `downloads://` (browser), `http(s)://`
@@ -103,11 +132,11 @@ async function encodeModelWeights(
  * ```
  */
 export async function saveModel(
-  model: Model,
+  model: Model | WeightedGraph,
   destination: string | tf.io.IOHandler,
   options: SaveModelOptions = {},
 ): Promise<tf.io.SaveResult> {
-  if (model.isDisposed) {
+  if (model instanceof Model && model.isDisposed) {
     throw new DynnError('INVALID_OPTION', 'This model was disposed; it has nothing left to save.');
   }
   const { quantize } = options;
@@ -118,8 +147,8 @@ export async function saveModel(
     );
   }
   const { label, handler } = resolveSaveTarget(destination, options.shardBytes);
-  const modelTopology = graphAsJson(model, label) as object;
-  const { data, specs } = await encodeModelWeights(model, quantize, label);
+  const modelTopology = graphAsJson(model.graph, label) as object;
+  const { data, specs } = await encodeModelWeights(tensorsToSave(model, label), quantize, label);
   const artifacts: tf.io.ModelArtifacts = {
     modelTopology,
     format: MODEL_FORMAT,

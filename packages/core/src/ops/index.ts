@@ -1,4 +1,10 @@
+import { extractPass } from '../extract-sub-network.js';
+import { maskChannelsPass } from '../mask-channels.js';
 import { definePlugin } from '../plugin.js';
+import { removeChannelsPass } from '../remove-channels.js';
+import { reorderChannelsPass } from '../reorder-channels.js';
+import { splitLayerPass } from '../split-layer.js';
+import { addStateVariantsPass } from '../state-variants.js';
 import { basicOps } from './basic/index.js';
 import { sequenceOps } from './sequence/index.js';
 import { spatialOps } from './spatial/index.js';
@@ -6,10 +12,21 @@ import { spatialOps } from './spatial/index.js';
 /** Every op of the `core` domain. */
 export const coreOps = [...basicOps, ...spatialOps, ...sequenceOps];
 
-/** The core plugin: the standard op set. Every runtime includes it. */
+/** The passes of the `core` domain: channel groups, sub-networks, state variants. */
+export const corePasses = [
+  removeChannelsPass,
+  maskChannelsPass,
+  reorderChannelsPass,
+  splitLayerPass,
+  extractPass,
+  addStateVariantsPass,
+];
+
+/** The core plugin: the standard op set and the weight-aware passes. Every runtime includes it. */
 export const corePlugin = definePlugin({
   name: '@dynn/core',
   domain: 'core',
   opset: 1,
   ops: coreOps,
+  passes: corePasses,
 });

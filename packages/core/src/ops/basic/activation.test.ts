@@ -133,3 +133,31 @@ describe('core.Activation shapes and FLOPs', () => {
     expect(activationOp.flops(linear, [[2, 3]], [[2, 3]])).toBe(0);
   });
 });
+
+describe('core.Activation channels', () => {
+  const x = { name: 'x', dtype: 'float32' as const, shape: [BATCH, 3, 4] };
+
+  it('ties every non-batch axis of input and output, mixing none for an elementwise function', () => {
+    const { spaces, axes } = activationOp.channels!(
+      resolveAttrs(activationOp, { fn: 'relu' }, 'act'),
+      [x],
+      [x],
+    );
+    expect(spaces).toEqual({ axis1: 3, axis2: 4 });
+    expect(axes.map((a) => [a.tensor.kind, a.axis, a.space, a.mixes ?? false])).toEqual([
+      ['output', 1, 'axis1', false],
+      ['input', 1, 'axis1', false],
+      ['output', 2, 'axis2', false],
+      ['input', 2, 'axis2', false],
+    ]);
+  });
+
+  it('marks the softmax axis as mixing, wherever it is', () => {
+    const mixed = (axis: number) =>
+      activationOp.channels!(resolveAttrs(activationOp, { fn: 'softmax', axis }, 'act'), [x], [x])
+        .axes.filter((a) => a.mixes)
+        .map((a) => a.axis);
+    expect(mixed(-1)).toEqual([2, 2]);
+    expect(mixed(1)).toEqual([1, 1]);
+  });
+});

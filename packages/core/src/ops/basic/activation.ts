@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { elementwiseChannels } from '../../channel-axes.js';
 import { type AttrSpec, defineOp } from '../../op.js';
 import { formatShape, normalizeAxis, product } from './shape-helpers.js';
 
@@ -105,7 +106,10 @@ export type ActivationAttrs = {
   axis: number;
 };
 
-/** `core.Activation`: applies one activation function elementwise (softmax: over `axis`). */
+/**
+ * `core.Activation`: applies one activation function elementwise (softmax: over `axis`).
+ * Channels: elementwise, every non-batch axis tied from input to output; softmax mixes `axis`.
+ */
 export const activationOp = defineOp<ActivationAttrs>({
   type: 'core.Activation',
   version: 1,
@@ -126,6 +130,16 @@ export const activationOp = defineOp<ActivationAttrs>({
     }
     if (attrs.fn === 'softmax') normalizeAxis(attrs.axis, x!.shape.length, 'softmax axis');
     return [{ shape: x!.shape, dtype: 'float32' }];
+  },
+  channels(attrs, inputs, outputs) {
+    const declared = elementwiseChannels(inputs, outputs);
+    if (attrs.fn !== 'softmax') return declared;
+    // Input and output share one rank, so the softmax axis has the same index on both.
+    const softmaxAxis = normalizeAxis(attrs.axis, outputs[0]!.shape.length, 'softmax axis');
+    return {
+      spaces: declared.spaces,
+      axes: declared.axes.map((a) => (a.axis === softmaxAxis ? { ...a, mixes: true } : a)),
+    };
   },
   forward: (ctx, [x]) => [applyActivation(ctx.attrs.fn, x!, ctx.attrs.alpha ?? undefined, ctx.attrs.axis)],
   flops: (attrs, _, [y]) => activationFlops(attrs.fn) * product(y!),

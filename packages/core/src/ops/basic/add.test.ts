@@ -8,6 +8,7 @@ import {
 } from '@dynn/testing';
 import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, it } from 'vitest';
+import { inputTensor, outputTensor } from '../../channel-axes.js';
 import { BATCH } from '../../ir.js';
 import { addOp } from './add.js';
 
@@ -90,5 +91,24 @@ describe('core.Add shapes and FLOPs', () => {
 
   it('counts one FLOP per output element per extra input', () => {
     expect(addOp.flops({}, [[2, 3], [3], [2, 3]], [[2, 3]])).toBe(12);
+  });
+});
+
+describe('core.Add channels', () => {
+  it('ties the inputs to the output, a broadcast vector on its own axis 0 and a size-1 axis nowhere', () => {
+    const x = { name: 'x', dtype: 'float32' as const, shape: [BATCH, 3, 4] };
+    const gate = { name: 'gate', dtype: 'float32' as const, shape: [BATCH, 3, 1] };
+    const bias = { name: 'bias', dtype: 'float32' as const, shape: [4] };
+    expect(addOp.channels!({}, [x, gate, bias], [x])).toEqual({
+      spaces: { axis1: 3, axis2: 4 },
+      axes: [
+        { tensor: outputTensor(0), axis: 1, space: 'axis1' },
+        { tensor: inputTensor(0), axis: 1, space: 'axis1' },
+        { tensor: inputTensor(1), axis: 1, space: 'axis1' },
+        { tensor: outputTensor(0), axis: 2, space: 'axis2' },
+        { tensor: inputTensor(0), axis: 2, space: 'axis2' },
+        { tensor: inputTensor(2), axis: 0, space: 'axis2' },
+      ],
+    });
   });
 });

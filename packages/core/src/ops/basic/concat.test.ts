@@ -9,6 +9,7 @@ import {
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { describe, expect, it } from 'vitest';
+import { inputTensor, outputTensor } from '../../channel-axes.js';
 import { BATCH } from '../../ir.js';
 import { resolveAttrs } from '../../op.js';
 import { concatOp } from './concat.js';
@@ -77,5 +78,33 @@ describe('core.Concat shapes and FLOPs', () => {
         [[2, 6]],
       ),
     ).toBe(0);
+  });
+});
+
+describe('core.Concat channels', () => {
+  const a = { name: 'a', dtype: 'float32' as const, shape: [BATCH, 2, 3] };
+  const b = { name: 'b', dtype: 'float32' as const, shape: [BATCH, 2, 5] };
+
+  it('places each input at its offset on the joined axis and ties the other axes', () => {
+    const attrs = resolveAttrs(concatOp, {}, 'concat');
+    const y = { name: 'y', dtype: 'float32' as const, shape: [BATCH, 2, 8] };
+    expect(concatOp.channels!(attrs, [a, b], [y])).toEqual({
+      spaces: { axis1: 2, axis2: 8 },
+      axes: [
+        { tensor: outputTensor(0), axis: 1, space: 'axis1' },
+        { tensor: inputTensor(0), axis: 1, space: 'axis1' },
+        { tensor: inputTensor(1), axis: 1, space: 'axis1' },
+        { tensor: outputTensor(0), axis: 2, space: 'axis2' },
+        { tensor: inputTensor(0), axis: 2, space: 'axis2', offset: 0 },
+        { tensor: inputTensor(1), axis: 2, space: 'axis2', offset: 3 },
+      ],
+    });
+  });
+
+  it('skips a symbolic axis', () => {
+    const attrs = resolveAttrs(concatOp, { axis: 1 }, 'concat');
+    const x = { name: 'x', dtype: 'float32' as const, shape: [BATCH, 2, 'time'] };
+    const y = { name: 'y', dtype: 'float32' as const, shape: [BATCH, 4, 'time'] };
+    expect(concatOp.channels!(attrs, [x, x], [y]).spaces).toEqual({ axis1: 4 });
   });
 });

@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { type ChannelAxis, inputTensor, type OpChannels, outputTensor } from '../../channel-axes.js';
 import type { Dim } from '../../ir.js';
 import { defineOp } from '../../op.js';
 import { formatShape, normalizeAxis } from './shape-helpers.js';
@@ -6,7 +7,13 @@ import { formatShape, normalizeAxis } from './shape-helpers.js';
 /** Attributes of {@link concatOp}. */
 export type ConcatAttrs = { axis: number };
 
-/** `core.Concat`: joins 2+ inputs along one axis (Keras' Concatenate). */
+/**
+ * `core.Concat`: joins 2+ inputs along one axis (Keras' Concatenate).
+ *
+ * Channels: one space per non-batch numeric axis of the output. Along the joined axis each input
+ * holds a run of the output's channels, from the sum of the sizes before it; every other axis is
+ * tied across the inputs and the output, as an elementwise op's.
+ */
 export const concatOp = defineOp<ConcatAttrs>({
   type: 'core.Concat',
   version: 1,
@@ -34,6 +41,29 @@ export const concatOp = defineOp<ConcatAttrs>({
     }
     out[axis] = joined;
     return [{ shape: out, dtype: first.dtype }];
+  },
+  channels(attrs, inputs, [y]) {
+    const rank = y!.shape.length;
+    const joinedAxis = normalizeAxis(attrs.axis, rank);
+    const channels: OpChannels = { spaces: {}, axes: [] };
+    for (let axis = 1; axis < rank; axis++) {
+      const size = y!.shape[axis];
+      if (typeof size !== 'number') continue;
+      const space = `axis${axis}`;
+      channels.spaces[space] = size;
+      channels.axes.push({ tensor: outputTensor(0), axis, space });
+      let offset = 0;
+      inputs.forEach((x, index) => {
+        const entry: ChannelAxis = { tensor: inputTensor(index), axis, space };
+        if (axis === joinedAxis) {
+          channels.axes.push({ ...entry, offset });
+          offset += x.shape[axis] as number;
+        } else {
+          channels.axes.push(entry);
+        }
+      });
+    }
+    return channels;
   },
   forward: (ctx, inputs) => [tf.concat(inputs, normalizeAxis(ctx.attrs.axis, inputs[0]!.rank))],
   // Data movement only: no arithmetic.

@@ -10,6 +10,7 @@ import {
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { describe, expect, it } from 'vitest';
+import { inputTensor, outputTensor, paramTensor } from '../../channel-axes.js';
 import { BATCH } from '../../ir.js';
 import { resolveAttrs } from '../../op.js';
 import { denseOp } from './dense.js';
@@ -80,5 +81,41 @@ describe('core.Dense shapes and FLOPs', () => {
   it('counts 2 FLOPs per multiply-add plus the bias and activation', () => {
     // 6 rows x 7 units x (2*4 + 1 bias + 1 relu)
     expect(denseOp.flops(attrs, [[2, 3, 4]], [[2, 3, 7]])).toBe(6 * 7 * 10);
+  });
+});
+
+describe('core.Dense channels', () => {
+  const attrs = resolveAttrs(denseOp, { units: 5 }, 'dense');
+  const x = { name: 'x', dtype: 'float32' as const, shape: [BATCH, 'time', 4] };
+  const y = { name: 'y', dtype: 'float32' as const, shape: [BATCH, 'time', 5] };
+
+  it('ties the input features to kernel axis 0 and the units to kernel axis 1, the bias and the output', () => {
+    expect(denseOp.channels!(attrs, [x], [y])).toEqual({
+      spaces: { in: 4, out: 5 },
+      axes: [
+        { tensor: inputTensor(0), axis: 2, space: 'in' },
+        { tensor: paramTensor('kernel'), axis: 0, space: 'in' },
+        { tensor: paramTensor('kernel'), axis: 1, space: 'out' },
+        { tensor: paramTensor('bias'), axis: 0, space: 'out' },
+        { tensor: outputTensor(0), axis: 2, space: 'out' },
+      ],
+    });
+  });
+
+  it('marks the units as mixing under a softmax', () => {
+    const softmax = resolveAttrs(denseOp, { units: 5, activation: 'softmax', useBias: false }, 'dense');
+    const { axes } = denseOp.channels!(softmax, [x], [y]);
+    expect(axes.filter((a) => a.mixes).map((a) => a.space)).toEqual(['out', 'out']);
+  });
+
+  it('resizes units so that the output and the params shrink', () => {
+    const smaller = { ...x, shape: [BATCH, 'time', 3] };
+    const resized = denseOp.resize!(attrs, [smaller], [{ ...y, shape: [BATCH, 'time', 2] }], {
+      in: 3,
+      out: 2,
+    });
+    expect(resized).toEqual({ ...attrs, units: 2 });
+    expect(denseOp.inferShape(resized, [smaller])[0]!.shape).toEqual([BATCH, 'time', 2]);
+    expect(denseOp.params!(resized, [smaller]).map((p) => p.shape)).toEqual([[3, 2], [2]]);
   });
 });

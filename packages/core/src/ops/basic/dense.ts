@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { type ChannelAxis, inputTensor, outputTensor, paramTensor } from '../../channel-axes.js';
 import type { ValueInfo } from '../../ir.js';
 import { defineOp } from '../../op.js';
 import {
@@ -37,6 +38,9 @@ function featuresOf(x: ValueInfo): number {
 /**
  * `core.Dense`: `activation(x @ kernel + bias)` over the last axis of an input of rank >= 2, like
  * Keras' Dense. Params: `kernel` [in, units] (Glorot uniform), `bias` [units] (zeros).
+ *
+ * Channels: space `in` (the input's last axis, `kernel` axis 0) and space `out` (`kernel` axis 1,
+ * `bias`, the output's last axis); a softmax activation mixes `out`. Resizing sets `units`.
  */
 export const denseOp = defineOp<DenseAttrs>({
   type: 'core.Dense',
@@ -63,6 +67,24 @@ export const denseOp = defineOp<DenseAttrs>({
     featuresOf(x!);
     return [{ shape: [...x!.shape.slice(0, -1), attrs.units], dtype: 'float32' }];
   },
+  channels(attrs, [x], [y]) {
+    // A softmax over the units makes every output depend on all of them.
+    const mixes = attrs.activation === 'softmax' ? { mixes: true } : {};
+    const out: ChannelAxis[] = [
+      { tensor: paramTensor('kernel'), axis: 1, space: 'out', ...mixes },
+      ...(attrs.useBias ? [{ tensor: paramTensor('bias'), axis: 0, space: 'out', ...mixes }] : []),
+      { tensor: outputTensor(0), axis: y!.shape.length - 1, space: 'out', ...mixes },
+    ];
+    return {
+      spaces: { in: featuresOf(x!), out: attrs.units },
+      axes: [
+        { tensor: inputTensor(0), axis: x!.shape.length - 1, space: 'in' },
+        { tensor: paramTensor('kernel'), axis: 0, space: 'in' },
+        ...out,
+      ],
+    };
+  },
+  resize: (attrs, _, [y]) => ({ ...attrs, units: y!.shape[y!.shape.length - 1] as number }),
   forward(ctx, [x]) {
     const { kernel, bias } = ctx.params;
     const fused = fusedActivation(ctx.attrs.activation);

@@ -90,3 +90,22 @@ describe('core.Dropout shapes and FLOPs', () => {
     expect(dropoutOp.flops(resolveAttrs(dropoutOp, { rate: 0.5 }, 'dropout'), [[2, 3]], [[2, 3]])).toBe(0);
   });
 });
+
+describe('core.Dropout channels', () => {
+  const x = { name: 'x', dtype: 'float32' as const, shape: [BATCH, 3, 4] };
+
+  it('ties every non-batch axis of input and output', () => {
+    const attrs = resolveAttrs(dropoutOp, { rate: 0.5 }, 'drop');
+    expect(dropoutOp.channels!(attrs, [x], [x]).spaces).toEqual({ axis1: 3, axis2: 4 });
+  });
+
+  it('resizes the noiseShape entries that spell out a size', () => {
+    const attrs = resolveAttrs(dropoutOp, { rate: 0.5, noiseShape: [-1, 1, 4] }, 'drop');
+    const smaller = { ...x, shape: [BATCH, 3, 2] };
+    const resized = dropoutOp.resize!(attrs, [smaller], [smaller], { axis1: 3, axis2: 2 });
+    expect(resized.noiseShape).toEqual([-1, 1, 2]);
+    expect(dropoutOp.inferShape(resized, [smaller])[0]!.shape).toEqual([BATCH, 3, 2]);
+    const unshaped = resolveAttrs(dropoutOp, { rate: 0.5 }, 'drop');
+    expect(dropoutOp.resize!(unshaped, [smaller], [smaller], { axis1: 3, axis2: 2 })).toBe(unshaped);
+  });
+});

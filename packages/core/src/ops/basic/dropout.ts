@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { elementwiseChannels } from '../../channel-axes.js';
 import type { Dim } from '../../ir.js';
 import { defineOp } from '../../op.js';
 import type { Rng } from '../../random.js';
@@ -39,6 +40,9 @@ export function dropoutMask(rng: Rng, rate: number, shape: number[]): tf.Tensor 
  * mask comes from the node's seeded generator, so a training step is reproducible on every
  * backend. `noiseShape` shares one mask entry along its axes of size 1, like Keras' noise_shape
  * (-1 stands for Keras' None: the input's size).
+ *
+ * Channels: elementwise, every non-batch axis tied from input to output. Resizing rewrites the
+ * `noiseShape` entries that spell out an input size.
  */
 export const dropoutOp = defineOp<DropoutAttrs>({
   type: 'core.Dropout',
@@ -59,6 +63,13 @@ export const dropoutOp = defineOp<DropoutAttrs>({
     if (x!.dtype !== 'float32') throw new Error(`Dropout needs a float32 input, got ${x!.dtype}`);
     if (attrs.noiseShape !== null) checkNoiseShape(attrs.noiseShape, x!.shape);
     return [{ shape: x!.shape, dtype: 'float32' }];
+  },
+  channels: (_, inputs, outputs) => elementwiseChannels(inputs, outputs),
+  resize(attrs, [x]) {
+    if (attrs.noiseShape === null) return attrs;
+    // -1 and 1 do not depend on the input's size; any other entry is that size.
+    const noiseShape = attrs.noiseShape.map((d, i) => (d === -1 || d === 1 ? d : (x!.shape[i] as number)));
+    return { ...attrs, noiseShape };
   },
   forward(ctx, [x]) {
     const { rate, noiseShape } = ctx.attrs;

@@ -11,6 +11,7 @@ import {
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { describe, expect, it } from 'vitest';
+import { outputTensor, paramTensor } from '../../channel-axes.js';
 import { BATCH } from '../../ir.js';
 import { resolveAttrs } from '../../op.js';
 import { createOpContext } from '../../op-context.js';
@@ -106,5 +107,28 @@ describe('core.Embedding shapes, params and FLOPs', () => {
 
   it('looks up without arithmetic', () => {
     expect(embeddingOp.flops(resolved, [[2, 3]], [[2, 3, 3]])).toBe(0);
+  });
+});
+
+describe('core.Embedding channels', () => {
+  const resolved = resolveAttrs(embeddingOp, attrs, 'embed');
+  const ids = { name: 'ids', dtype: 'int32' as const, shape: [BATCH, 'time'] };
+
+  it('ties the table columns to the output features', () => {
+    const y = { name: 'y', dtype: 'float32' as const, shape: [BATCH, 'time', 3] };
+    expect(embeddingOp.channels!(resolved, [ids], [y])).toEqual({
+      spaces: { features: 3 },
+      axes: [
+        { tensor: paramTensor('embeddings'), axis: 1, space: 'features' },
+        { tensor: outputTensor(0), axis: 2, space: 'features' },
+      ],
+    });
+  });
+
+  it('resizes outputDim so that the output and the table shrink', () => {
+    const y = { name: 'y', dtype: 'float32' as const, shape: [BATCH, 'time', 2] };
+    const resized = embeddingOp.resize!(resolved, [ids], [y], { features: 2 });
+    expect(embeddingOp.inferShape(resized, [ids])[0]!.shape).toEqual([BATCH, 'time', 2]);
+    expect(embeddingOp.params!(resized, [ids]).map((p) => p.shape)).toEqual([[5, 2]]);
   });
 });

@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { outputTensor, paramTensor } from '../../channel-axes.js';
 import { defineOp } from '../../op.js';
 import { gatherRows } from './gather-rows.js';
 import { formatShape } from './shape-helpers.js';
@@ -14,6 +15,9 @@ export type EmbeddingAttrs = {
  * Input: ids of any shape (int32; float32 ids are truncated to integers, as Keras casts them).
  * Output: `[...ids.shape, outputDim]`. Param: `embeddings` [inputDim, outputDim], uniform in
  * [-0.05, 0.05] like Keras. Its gradient works on wasm (see {@link gatherRows}).
+ *
+ * Channels: space `features` (`embeddings` axis 1, the output's last axis); the ids are values,
+ * not channels. Resizing sets `outputDim`.
  */
 export const embeddingOp = defineOp<EmbeddingAttrs>({
   type: 'core.Embedding',
@@ -37,6 +41,17 @@ export const embeddingOp = defineOp<EmbeddingAttrs>({
     }
     return [{ shape: [...ids!.shape, attrs.outputDim], dtype: 'float32' }];
   },
+  channels: (attrs, _, [y]) => ({
+    spaces: { features: attrs.outputDim },
+    axes: [
+      { tensor: paramTensor('embeddings'), axis: 1, space: 'features' },
+      // Ids without a batch axis give [outputDim], whose axis 0 is no channel axis.
+      ...(y!.shape.length >= 2
+        ? [{ tensor: outputTensor(0), axis: y!.shape.length - 1, space: 'features' }]
+        : []),
+    ],
+  }),
+  resize: (attrs, _, [y]) => ({ ...attrs, outputDim: y!.shape[y!.shape.length - 1] as number }),
   forward(ctx, [ids]) {
     const table = ctx.params.embeddings!;
     if (ids!.dtype === 'int32') return [gatherRows(table, ids!)];

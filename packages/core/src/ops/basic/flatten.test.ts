@@ -9,6 +9,7 @@ import {
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { describe, expect, it } from 'vitest';
+import { inputTensor, outputTensor } from '../../channel-axes.js';
 import { BATCH } from '../../ir.js';
 import { flattenOp } from './flatten.js';
 
@@ -45,5 +46,19 @@ describe('core.Flatten shapes and FLOPs', () => {
 
   it('computes nothing', () => {
     expect(flattenOp.flops({}, [[2, 3, 4]], [[2, 12]])).toBe(0);
+  });
+});
+
+describe('core.Flatten channels', () => {
+  it("maps the input's last axis onto the flat axis with its size as the period", () => {
+    const x = { name: 'x', dtype: 'float32' as const, shape: [BATCH, 2, 2, 3] };
+    const y = { name: 'y', dtype: 'float32' as const, shape: [BATCH, 12] };
+    expect(flattenOp.channels!({}, [x], [y])).toEqual({
+      spaces: { features: 3 },
+      axes: [
+        { tensor: inputTensor(0), axis: 3, space: 'features' },
+        { tensor: outputTensor(0), axis: 1, space: 'features', period: 3 },
+      ],
+    });
   });
 });

@@ -1,5 +1,6 @@
 import { checkOpGradients, describeEachBackend, guardLeaks, runOp, seededUniform } from '@dynn/testing';
 import { describe, expect, it } from 'vitest';
+import { inputTensor, outputTensor } from '../../channel-axes.js';
 import { BATCH } from '../../ir.js';
 import { identityOp } from './identity.js';
 
@@ -21,5 +22,18 @@ describe('core.Identity shapes and FLOPs', () => {
     const info = { name: 'x', dtype: 'bool' as const, shape: [BATCH, 'time'] };
     expect(identityOp.inferShape({}, [info])).toEqual([{ shape: [BATCH, 'time'], dtype: 'bool' }]);
     expect(identityOp.flops({}, [[2, 3]], [[2, 3]])).toBe(0);
+  });
+});
+
+describe('core.Identity channels', () => {
+  it('ties each numeric non-batch axis of input and output', () => {
+    const x = { name: 'x', dtype: 'int32' as const, shape: [BATCH, 'time', 5] };
+    expect(identityOp.channels!({}, [x], [x])).toEqual({
+      spaces: { axis2: 5 },
+      axes: [
+        { tensor: outputTensor(0), axis: 2, space: 'axis2' },
+        { tensor: inputTensor(0), axis: 2, space: 'axis2' },
+      ],
+    });
   });
 });

@@ -10,6 +10,7 @@ import {
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { describe, expect, it } from 'vitest';
+import { inputTensor, outputTensor, paramTensor } from '../../channel-axes.js';
 import { BATCH } from '../../ir.js';
 import { resolveAttrs } from '../../op.js';
 import { type LayerNormAttrs, layerNormOp } from './layer-norm.js';
@@ -68,5 +69,35 @@ describe('core.LayerNorm shapes, params and FLOPs', () => {
   it('counts FLOPs per element', () => {
     const attrs = resolveAttrs(layerNormOp, {}, 'ln');
     expect(layerNormOp.flops(attrs, [[2, 4]], [[2, 4]])).toBe(8 * 7);
+  });
+});
+
+describe('core.LayerNorm channels', () => {
+  const x = { name: 'x', dtype: 'float32' as const, shape: [BATCH, 4, 6] };
+
+  it('ties the normalised axis to gamma and beta, all mixing, and the other axis plainly', () => {
+    const attrs = resolveAttrs(layerNormOp, {}, 'norm');
+    expect(layerNormOp.channels!(attrs, [x], [x])).toEqual({
+      spaces: { axis1: 4, axis2: 6 },
+      axes: [
+        { tensor: inputTensor(0), axis: 1, space: 'axis1' },
+        { tensor: outputTensor(0), axis: 1, space: 'axis1' },
+        { tensor: inputTensor(0), axis: 2, space: 'axis2', mixes: true },
+        { tensor: outputTensor(0), axis: 2, space: 'axis2', mixes: true },
+        { tensor: paramTensor('gamma'), axis: 0, space: 'axis2', mixes: true },
+        { tensor: paramTensor('beta'), axis: 0, space: 'axis2', mixes: true },
+      ],
+    });
+  });
+
+  it('maps each normalised axis to its own axis of the params', () => {
+    const attrs = resolveAttrs(layerNormOp, { axis: [-2, -1], center: false }, 'norm');
+    const params = layerNormOp.channels!(attrs, [x], [x])
+      .axes.filter((a) => a.tensor.kind === 'param')
+      .map((a) => [a.axis, a.space]);
+    expect(params).toEqual([
+      [0, 'axis1'],
+      [1, 'axis2'],
+    ]);
   });
 });

@@ -1,4 +1,11 @@
 import * as tf from '@tensorflow/tfjs-core';
+import {
+  type ChannelAxis,
+  inputTensor,
+  type OpChannels,
+  outputTensor,
+  paramTensor,
+} from '../../channel-axes.js';
 import type { ValueInfo } from '../../ir.js';
 import { defineOp, type ParamSpec } from '../../op.js';
 import { formatShape, normalizeAxis, product } from './shape-helpers.js';
@@ -37,6 +44,10 @@ function paramShape(attrs: LayerNormAttrs, x: ValueInfo): number[] {
  * `core.LayerNorm`: normalises each sample over `axis` to zero mean and unit variance, then
  * scales by `gamma` and shifts by `beta` (Keras' LayerNormalization). Params: `gamma` (ones, when
  * `scale`) and `beta` (zeros, when `center`), shaped like the input on the normalised axes.
+ *
+ * Channels: one space per non-batch numeric axis, tied from input to output; on a normalised axis
+ * also to `gamma` and `beta`, and marked as mixing, since the mean and variance cover every
+ * channel of it.
  */
 export const layerNormOp = defineOp<LayerNormAttrs>({
   type: 'core.LayerNorm',
@@ -60,6 +71,29 @@ export const layerNormOp = defineOp<LayerNormAttrs>({
     if (x!.dtype !== 'float32') throw new Error(`LayerNorm needs a float32 input, got ${x!.dtype}`);
     paramShape(attrs, x!);
     return [{ shape: x!.shape, dtype: 'float32' }];
+  },
+  channels(attrs, [x]) {
+    const normalized = normalizedAxes(attrs.axis, x!.shape.length);
+    const params = [...(attrs.scale ? ['gamma'] : []), ...(attrs.center ? ['beta'] : [])];
+    const channels: OpChannels = { spaces: {}, axes: [] };
+    for (let axis = 1; axis < x!.shape.length; axis++) {
+      const size = x!.shape[axis];
+      if (typeof size !== 'number') continue;
+      const space = `axis${axis}`;
+      // gamma and beta hold the normalised axes in ascending order.
+      const paramAxis = normalized.indexOf(axis);
+      const mixes = paramAxis >= 0 ? { mixes: true } : {};
+      const tied: ChannelAxis[] = [
+        { tensor: inputTensor(0), axis, space, ...mixes },
+        { tensor: outputTensor(0), axis, space, ...mixes },
+        ...(paramAxis >= 0
+          ? params.map((name) => ({ tensor: paramTensor(name), axis: paramAxis, space, mixes: true }))
+          : []),
+      ];
+      channels.spaces[space] = size;
+      channels.axes.push(...tied);
+    }
+    return channels;
   },
   forward(ctx, [x]) {
     const { epsilon, center, scale } = ctx.attrs;

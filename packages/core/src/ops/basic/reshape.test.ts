@@ -9,6 +9,8 @@ import {
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { describe, expect, it } from 'vitest';
+import { inputTensor, outputTensor } from '../../channel-axes.js';
+import type { Dim } from '../../ir.js';
 import { BATCH } from '../../ir.js';
 import { resolveAttrs } from '../../op.js';
 import { reshapeOp } from './reshape.js';
@@ -59,5 +61,49 @@ describe('core.Reshape shapes and FLOPs', () => {
   it('computes nothing', () => {
     const attrs = resolveAttrs(reshapeOp, { shape: [-1] }, 'reshape');
     expect(reshapeOp.flops(attrs, [[2, 3, 4]], [[2, 12]])).toBe(0);
+  });
+});
+
+describe('core.Reshape channels', () => {
+  const value = (shape: Dim[]) => ({ name: 'v', dtype: 'float32' as const, shape });
+  const declare = (shape: number[], x: Dim[]) => {
+    const attrs = resolveAttrs(reshapeOp, { shape }, 'reshape');
+    const [y] = reshapeOp.inferShape(attrs, [value(x)]);
+    return reshapeOp.channels!(attrs, [value(x)], [value(y!.shape)]);
+  };
+
+  it('ties equal last axes', () => {
+    expect(declare([2, 2, 6], [BATCH, 4, 6])).toEqual({
+      spaces: { features: 6 },
+      axes: [
+        { tensor: inputTensor(0), axis: 2, space: 'features' },
+        { tensor: outputTensor(0), axis: 3, space: 'features' },
+      ],
+    });
+  });
+
+  it('wraps a flattened last axis and a split one with the smaller size as the period', () => {
+    expect(declare([-1, 12], [BATCH, 4, 6]).axes[1]).toEqual({
+      tensor: outputTensor(0),
+      axis: 2,
+      space: 'features',
+      period: 6,
+    });
+    // Splitting heads: [time, heads * 4] -> [time, heads, 4].
+    const split = declare([-1, 3, 4], [BATCH, 'time', 12]);
+    expect(split.spaces).toEqual({ features: 4 });
+    expect(split.axes[0]).toEqual({ tensor: inputTensor(0), axis: 2, space: 'features', period: 4 });
+  });
+
+  it('maps nothing when neither last axis divides the other', () => {
+    expect(declare([6, 4], [BATCH, 4, 6])).toEqual({ spaces: {}, axes: [] });
+  });
+
+  it('resizes shape to the wanted output, keeping the -1', () => {
+    const attrs = resolveAttrs(reshapeOp, { shape: [-1, 12] }, 'reshape');
+    const smaller = value([BATCH, 4, 5]);
+    const resized = reshapeOp.resize!(attrs, [smaller], [value([BATCH, 2, 10])], { features: 5 });
+    expect(resized.shape).toEqual([-1, 10]);
+    expect(reshapeOp.inferShape(resized, [smaller])[0]!.shape).toEqual([BATCH, 2, 10]);
   });
 });

@@ -1,4 +1,11 @@
 import * as tf from '@tensorflow/tfjs-core';
+import {
+  type ChannelAxis,
+  type ChannelTensor,
+  inputTensor,
+  type OpChannels,
+  outputTensor,
+} from '../../channel-axes.js';
 import type { Dim } from '../../ir.js';
 import { defineOp } from '../../op.js';
 import { formatShape, product } from './shape-helpers.js';
@@ -18,9 +25,20 @@ function inferredAxis(target: readonly number[]): number {
   return free;
 }
 
+/** The size of the last axis when it can hold channels: a number, not the batch axis. */
+function lastChannelSize(shape: readonly Dim[]): number | undefined {
+  const size = shape[shape.length - 1];
+  return shape.length >= 2 && typeof size === 'number' ? size : undefined;
+}
+
 /**
  * `core.Reshape`: gives each row a new shape, like Keras' Reshape: `shape` excludes the batch
  * dimension, which is kept; one entry may be -1 (inferred from the row size).
+ *
+ * Channels: the last axes, when the smaller divides the larger (equal, flattened `[h, w, c] ->
+ * [h * w * c]`, split `[t, heads * d] -> [t, heads, d]`): a space the size of the smaller, which
+ * the larger holds with that `period`. Any other reshape maps nothing (a barrier). Resizing
+ * rewrites `shape` from the new output, keeping its -1.
  */
 export const reshapeOp = defineOp<ReshapeAttrs>({
   type: 'core.Reshape',
@@ -58,6 +76,29 @@ export const reshapeOp = defineOp<ReshapeAttrs>({
       );
     }
     return [{ shape: [batch!, ...out], dtype: x!.dtype }];
+  },
+  channels(_, [x], [y]): OpChannels {
+    const inSize = lastChannelSize(x!.shape);
+    const outSize = lastChannelSize(y!.shape);
+    if (inSize === undefined || outSize === undefined) return { spaces: {}, axes: [] };
+    const size = Math.min(inSize, outSize);
+    // Row-major order: when `size` divides the larger last axis, every row of that axis starts at
+    // a multiple of `size` in the flat row, so its position j holds channel j % size.
+    if (Math.max(inSize, outSize) % size !== 0) return { spaces: {}, axes: [] };
+    const lastAxis = (tensor: ChannelTensor, shape: readonly Dim[], own: number): ChannelAxis => ({
+      tensor,
+      axis: shape.length - 1,
+      space: 'features',
+      ...(own > size ? { period: size } : {}),
+    });
+    return {
+      spaces: { features: size },
+      axes: [lastAxis(inputTensor(0), x!.shape, inSize), lastAxis(outputTensor(0), y!.shape, outSize)],
+    };
+  },
+  resize(attrs, _, [y]) {
+    const wanted = y!.shape.slice(1);
+    return { ...attrs, shape: attrs.shape.map((d, i) => (d === -1 ? -1 : (wanted[i] as number))) };
   },
   forward(ctx, [x]) {
     const target = [...ctx.attrs.shape];

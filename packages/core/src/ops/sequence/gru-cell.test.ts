@@ -11,6 +11,7 @@ import {
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { describe, expect, it } from 'vitest';
+import { inputTensor, outputTensor, paramTensor } from '../../channel-axes.js';
 import { type Attrs, BATCH, type ValueInfo } from '../../ir.js';
 import { resolveAttrs } from '../../op.js';
 import { type GruCellAttrs, gruCell } from './gru-cell.js';
@@ -217,5 +218,43 @@ describe('core.GRUCell shapes, params and flops', () => {
         [[2, 3]],
       ),
     ).toBe(252 + 36 + 60 + 36 + 18);
+  });
+});
+
+describe('core.GRUCell channels', () => {
+  const info = (shape: ValueInfo['shape']): ValueInfo => ({ name: 'v', dtype: 'float32', shape });
+  const inputs = [info([BATCH, 4]), info([BATCH, 3])];
+
+  it('ties the state to the recurrent rows and, per gate block, to the kernel columns and the bias', () => {
+    const attrs = resolveAttrs(gruCell, { units: 3 }, 'gru');
+    expect(gruCell.channels!(attrs, inputs, [info([BATCH, 3])])).toEqual({
+      spaces: { features: 4, units: 3 },
+      axes: [
+        { tensor: inputTensor(0), axis: 1, space: 'features' },
+        { tensor: paramTensor('kernel'), axis: 0, space: 'features' },
+        { tensor: inputTensor(1), axis: 1, space: 'units' },
+        { tensor: outputTensor(0), axis: 1, space: 'units' },
+        { tensor: paramTensor('recurrentKernel'), axis: 0, space: 'units' },
+        { tensor: paramTensor('kernel'), axis: 1, space: 'units', period: 3 },
+        { tensor: paramTensor('recurrentKernel'), axis: 1, space: 'units', period: 3 },
+        // resetAfter: bias [2, 3 * units].
+        { tensor: paramTensor('bias'), axis: 1, space: 'units', period: 3 },
+      ],
+    });
+    const before = resolveAttrs(gruCell, { units: 3, resetAfter: false }, 'gru');
+    const bias = gruCell.channels!(before, inputs, [info([BATCH, 3])]).axes.at(-1);
+    expect(bias).toEqual({ tensor: paramTensor('bias'), axis: 0, space: 'units', period: 3 });
+  });
+
+  it('resizes units so that the state and the params shrink', () => {
+    const attrs = resolveAttrs(gruCell, { units: 3 }, 'gru');
+    const smaller = [info([BATCH, 4]), info([BATCH, 2])];
+    const resized = gruCell.resize!(attrs, smaller, [info([BATCH, 2])], { features: 4, units: 2 });
+    expect(gruCell.inferShape(resized, smaller)[0]!.shape).toEqual([BATCH, 2]);
+    expect(gruCell.params!(resized, smaller).map((p) => p.shape)).toEqual([
+      [4, 6],
+      [2, 6],
+      [2, 6],
+    ]);
   });
 });

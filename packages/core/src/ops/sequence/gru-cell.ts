@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { inputTensor, outputTensor, paramTensor } from '../../channel-axes.js';
 import type { Attrs } from '../../ir.js';
 import { defineOp } from '../../op.js';
 import { type ActivationName, activationFlops } from '../basic/activation.js';
@@ -23,6 +24,10 @@ export interface GruCellAttrs extends Attrs {
  * [2, 3 * units]: input bias row then recurrent bias row), else `hh = act(x Wh + (r * h) Uh + b)`
  * (bias [3 * units]). Params `kernel` [in, 3 * units], `recurrentKernel` [units, 3 * units].
  * `recurrentKernel` starts glorot-uniform, where Keras uses an orthogonal initializer.
+ *
+ * Channels: space `features` (`x`'s last axis, `kernel` axis 0) and space `units` (`h`, `h'`,
+ * `recurrentKernel` axis 0, and with `period: units` the gate axes of `kernel`,
+ * `recurrentKernel` and `bias`, which stack the three gates). Resizing sets `units`.
  */
 export const gruCell = defineOp<GruCellAttrs>({
   type: 'core.GRUCell',
@@ -63,6 +68,30 @@ export const gruCell = defineOp<GruCellAttrs>({
     const { batch } = checkCellInputs(inputs, ['h'], attrs.units);
     return [{ shape: [batch, attrs.units], dtype: 'float32' }];
   },
+  channels(attrs, inputs) {
+    const { features } = checkCellInputs(inputs, ['h'], attrs.units);
+    const { units } = attrs;
+    // A softmax gate activation normalises over the units.
+    const mixes =
+      attrs.activation === 'softmax' || attrs.recurrentActivation === 'softmax' ? { mixes: true } : {};
+    // Unit u owns column u of each gate block [z | r | hh].
+    const gates = { space: 'units', period: units, ...mixes };
+    return {
+      spaces: { features, units },
+      axes: [
+        { tensor: inputTensor(0), axis: 1, space: 'features' },
+        { tensor: paramTensor('kernel'), axis: 0, space: 'features' },
+        { tensor: inputTensor(1), axis: 1, space: 'units', ...mixes },
+        { tensor: outputTensor(0), axis: 1, space: 'units', ...mixes },
+        { tensor: paramTensor('recurrentKernel'), axis: 0, space: 'units', ...mixes },
+        { tensor: paramTensor('kernel'), axis: 1, ...gates },
+        { tensor: paramTensor('recurrentKernel'), axis: 1, ...gates },
+        // resetAfter's bias is [2, 3 * units]: the input and recurrent bias rows.
+        ...(attrs.useBias ? [{ tensor: paramTensor('bias'), axis: attrs.resetAfter ? 1 : 0, ...gates }] : []),
+      ],
+    };
+  },
+  resize: (attrs, _, [h]) => ({ ...attrs, units: h!.shape[1] as number }),
   forward(ctx, [x, h]) {
     const { units, resetAfter, activation, recurrentActivation, useBias } = ctx.attrs;
     const { kernel, recurrentKernel, bias } = ctx.params as Record<string, tf.Tensor2D>;

@@ -11,6 +11,7 @@ import {
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { describe, expect, it } from 'vitest';
+import { inputTensor, outputTensor, paramTensor } from '../../channel-axes.js';
 import { type Attrs, BATCH, type ValueInfo } from '../../ir.js';
 import { resolveAttrs } from '../../op.js';
 import { lstmCell } from './lstm-cell.js';
@@ -153,5 +154,41 @@ describe('core.LSTMCell shapes, params and flops', () => {
         ],
       ),
     ).toBe(336 + 48 + 72 + 48 + 24);
+  });
+});
+
+describe('core.LSTMCell channels', () => {
+  const info = (shape: ValueInfo['shape']): ValueInfo => ({ name: 'v', dtype: 'float32', shape });
+
+  it('ties both states to the recurrent rows and, per gate block, to the kernel columns and the bias', () => {
+    const attrs = resolveAttrs(lstmCell, { units: 3 }, 'lstm');
+    const state = info([BATCH, 3]);
+    expect(lstmCell.channels!(attrs, [info([BATCH, 4]), state, state], [state, state])).toEqual({
+      spaces: { features: 4, units: 3 },
+      axes: [
+        { tensor: inputTensor(0), axis: 1, space: 'features' },
+        { tensor: paramTensor('kernel'), axis: 0, space: 'features' },
+        { tensor: inputTensor(1), axis: 1, space: 'units' },
+        { tensor: inputTensor(2), axis: 1, space: 'units' },
+        { tensor: outputTensor(0), axis: 1, space: 'units' },
+        { tensor: outputTensor(1), axis: 1, space: 'units' },
+        { tensor: paramTensor('recurrentKernel'), axis: 0, space: 'units' },
+        { tensor: paramTensor('kernel'), axis: 1, space: 'units', period: 3 },
+        { tensor: paramTensor('recurrentKernel'), axis: 1, space: 'units', period: 3 },
+        { tensor: paramTensor('bias'), axis: 0, space: 'units', period: 3 },
+      ],
+    });
+  });
+
+  it('resizes units so that the states and the params shrink', () => {
+    const attrs = resolveAttrs(lstmCell, { units: 3 }, 'lstm');
+    const state = info([BATCH, 2]);
+    const smaller = [info([BATCH, 4]), state, state];
+    const resized = lstmCell.resize!(attrs, smaller, [state, state], { features: 4, units: 2 });
+    expect(lstmCell.inferShape(resized, smaller).map((o) => o.shape)).toEqual([
+      [BATCH, 2],
+      [BATCH, 2],
+    ]);
+    expect(lstmCell.params!(resized, smaller).map((p) => p.shape)).toEqual([[4, 8], [2, 8], [8]]);
   });
 });

@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { inputTensor, outputTensor, paramTensor } from '../../channel-axes.js';
 import type { Attrs, Initializer } from '../../ir.js';
 import { defineOp } from '../../op.js';
 import { type ActivationName, activationFlops } from '../basic/activation.js';
@@ -35,6 +36,10 @@ function lstmBiasInit(units: number, unitForgetBias: boolean): Initializer {
  * Params `kernel` [in, 4 * units], `recurrentKernel` [units, 4 * units], `bias` [4 * units].
  * `recurrentKernel` starts glorot-uniform, where Keras uses an orthogonal initializer; `bias`
  * starts at zero, with the forget slice at one when `unitForgetBias` (Keras' default).
+ *
+ * Channels: space `features` (`x`'s last axis, `kernel` axis 0) and space `units` (`h`, `c`,
+ * `h'`, `c'`, `recurrentKernel` axis 0, and with `period: units` the gate axes of `kernel`,
+ * `recurrentKernel` and `bias`, which stack the four gates). Resizing sets `units`.
  */
 export const lstmCell = defineOp<LstmCellAttrs>({
   type: 'core.LSTMCell',
@@ -73,6 +78,33 @@ export const lstmCell = defineOp<LstmCellAttrs>({
     const state = { shape: [batch, attrs.units], dtype: 'float32' as const };
     return [state, { ...state, shape: [...state.shape] }];
   },
+  channels(attrs, inputs) {
+    const { features } = checkCellInputs(inputs, ['h', 'c'], attrs.units);
+    const { units } = attrs;
+    // A softmax gate activation normalises over the units.
+    const mixes =
+      attrs.activation === 'softmax' || attrs.recurrentActivation === 'softmax' ? { mixes: true } : {};
+    // Unit u owns column u of each gate block [i | f | g | o].
+    const gates = { space: 'units', period: units, ...mixes };
+    return {
+      spaces: { features, units },
+      axes: [
+        { tensor: inputTensor(0), axis: 1, space: 'features' },
+        { tensor: paramTensor('kernel'), axis: 0, space: 'features' },
+        ...[inputTensor(1), inputTensor(2), outputTensor(0), outputTensor(1)].map((tensor) => ({
+          tensor,
+          axis: 1,
+          space: 'units',
+          ...mixes,
+        })),
+        { tensor: paramTensor('recurrentKernel'), axis: 0, space: 'units', ...mixes },
+        { tensor: paramTensor('kernel'), axis: 1, ...gates },
+        { tensor: paramTensor('recurrentKernel'), axis: 1, ...gates },
+        ...(attrs.useBias ? [{ tensor: paramTensor('bias'), axis: 0, ...gates }] : []),
+      ],
+    };
+  },
+  resize: (attrs, _, [h]) => ({ ...attrs, units: h!.shape[1] as number }),
   forward(ctx, [x, h, c]) {
     const { activation, recurrentActivation, useBias } = ctx.attrs;
     const { kernel, recurrentKernel, bias } = ctx.params as Record<string, tf.Tensor2D>;

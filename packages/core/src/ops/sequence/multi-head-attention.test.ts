@@ -10,6 +10,7 @@ import {
 } from '@dynn/testing';
 import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, it } from 'vitest';
+import { inputTensor, outputTensor, paramTensor } from '../../channel-axes.js';
 import { type Attrs, BATCH, type ValueInfo } from '../../ir.js';
 import { resolveAttrs } from '../../op.js';
 import { createOpContext } from '../../op-context.js';
@@ -279,5 +280,90 @@ describe('core.MultiHeadAttention shapes, params and flops', () => {
         [[1, 2, 4]],
       ),
     ).toBe(projections + biases + scaling + attention + softmax);
+  });
+});
+
+describe('core.MultiHeadAttention channels', () => {
+  const info = (shape: ValueInfo['shape']): ValueInfo => ({ name: 'v', dtype: 'float32', shape });
+  const attrs = resolveAttrs(multiHeadAttention, { numHeads: 2, keyDim: 3, valueDim: 4 }, 'mha');
+
+  it('ties the query features to the output and the projections that read or write them', () => {
+    const inputs = [info([BATCH, 'tq', 8]), info([BATCH, 'tv', 5]), info([BATCH, 'tv', 6])];
+    expect(multiHeadAttention.channels!(attrs, inputs, [inputs[0]!])).toEqual({
+      spaces: { query: 8, value: 5, key: 6, heads: 2, keyDim: 3, valueDim: 4 },
+      axes: expect.arrayContaining([
+        { tensor: inputTensor(0), axis: 2, space: 'query' },
+        { tensor: outputTensor(0), axis: 2, space: 'query' },
+        { tensor: paramTensor('queryKernel'), axis: 0, space: 'query' },
+        { tensor: paramTensor('outputKernel'), axis: 2, space: 'query' },
+        { tensor: paramTensor('outputBias'), axis: 0, space: 'query' },
+        { tensor: inputTensor(1), axis: 2, space: 'value' },
+        { tensor: paramTensor('valueKernel'), axis: 0, space: 'value' },
+        { tensor: paramTensor('keyKernel'), axis: 0, space: 'key' },
+        { tensor: inputTensor(2), axis: 2, space: 'key' },
+      ]),
+    });
+  });
+
+  it('ties each head across the four projections, and its key and value sizes', () => {
+    const inputs = [info([BATCH, 'tq', 8]), info([BATCH, 'tv', 5])];
+    const { axes } = multiHeadAttention.channels!(attrs, inputs, [inputs[0]!]);
+    const on = (space: string) =>
+      axes
+        .filter((a) => a.space === space)
+        .map((a) => `${'name' in a.tensor ? a.tensor.name : ''}:${a.axis}${a.mixes ? '*' : ''}`);
+    expect(on('heads')).toEqual([
+      'queryKernel:1',
+      'keyKernel:1',
+      'valueKernel:1',
+      'queryBias:0',
+      'keyBias:0',
+      'valueBias:0',
+      'outputKernel:0',
+    ]);
+    // The scores are scaled by 1/sqrt(keyDim): removing a key dimension changes the others' weight.
+    expect(on('keyDim')).toEqual(['queryKernel:2*', 'keyKernel:2*', 'queryBias:1*', 'keyBias:1*']);
+    expect(on('valueDim')).toEqual(['valueKernel:2', 'valueBias:1', 'outputKernel:1']);
+  });
+
+  it('resizes heads, key and value sizes from the new space sizes', () => {
+    const inputs = [info([BATCH, 'tq', 8]), info([BATCH, 'tv', 5])];
+    const spaces = { query: 8, value: 5, heads: 1, keyDim: 3, valueDim: 2 };
+    const resized = multiHeadAttention.resize!(attrs, inputs, [inputs[0]!], spaces);
+    expect(resized).toEqual({ ...attrs, numHeads: 1, valueDim: 2 });
+    expect(multiHeadAttention.params!(resized, inputs).find((p) => p.name === 'outputKernel')!.shape).toEqual(
+      [1, 2, 8],
+    );
+    // valueDim null follows keyDim only while they stay equal.
+    const same = resolveAttrs(multiHeadAttention, { numHeads: 2, keyDim: 3 }, 'mha');
+    expect(
+      multiHeadAttention.resize!(same, inputs, [inputs[0]!], { ...spaces, valueDim: 3 }).valueDim,
+    ).toBeNull();
+    expect(
+      multiHeadAttention.resize!(same, inputs, [inputs[0]!], { ...spaces, keyDim: 2, valueDim: 3 }).valueDim,
+    ).toBe(3);
+  });
+
+  it('projects the keys from the value features when there is no key input', () => {
+    const inputs = [info([BATCH, 'tq', 8]), info([BATCH, 'tv', 5])];
+    const { spaces, axes } = multiHeadAttention.channels!(attrs, inputs, [inputs[0]!]);
+    expect(spaces).toEqual({ query: 8, value: 5, heads: 2, keyDim: 3, valueDim: 4 });
+    expect(axes.find((a) => a.tensor.kind === 'param' && a.tensor.name === 'keyKernel')!.space).toBe('value');
+  });
+
+  it('shrinks exactly the declared param axes when the features shrink, with the same attributes', () => {
+    const params = (q: number, v: number) =>
+      multiHeadAttention.params!(attrs, [info([BATCH, 3, q]), info([BATCH, 4, v])]).map((p) => p.shape);
+    expect(params(7, 4)).toEqual([[7, 2, 3], [2, 3], [4, 2, 3], [2, 3], [4, 2, 4], [2, 4], [2, 4, 7], [7]]);
+    expect(params(8, 5).map((shape, i) => shape.map((d, axis) => d - params(7, 4)[i]![axis]!))).toEqual([
+      [1, 0, 0],
+      [0, 0],
+      [1, 0, 0],
+      [0, 0],
+      [1, 0, 0],
+      [0, 0],
+      [0, 0, 1],
+      [1],
+    ]);
   });
 });

@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { type ChannelAxis, inputTensor, outputTensor, paramTensor } from '../../channel-axes.js';
 import type { Attrs, Dim, ValueInfo } from '../../ir.js';
 import { defineOp, type ParamSpec } from '../../op.js';
 import { activationFlops } from '../basic/activation.js';
@@ -106,6 +107,17 @@ function causalMask(tq: number, tv: number): tf.Tensor2D {
  * [dq, heads, keyDim], `keyKernel` [dk, heads, keyDim], `valueKernel` [dv, heads, valueDim],
  * `outputKernel` [heads, valueDim, dq], and with `useBias` `queryBias`, `keyBias` [heads, keyDim],
  * `valueBias` [heads, valueDim], `outputBias` [dq].
+ *
+ * Channels: the model dimension, space `query` (the query's and the output's features,
+ * `queryKernel` axis 0, `outputKernel` axis 2, `outputBias`), and the input features of the
+ * other projections, space `value` (the value's features, `valueKernel` axis 0, and `keyKernel`
+ * axis 0 when the key is the value) and space `key` (the key's features, `keyKernel` axis 0).
+ * The heads tie together: space `heads` (axis 1 of the three input projections, axis 0 of their
+ * biases and of `outputKernel`): removing a head removes its slices everywhere. Space `valueDim`
+ * (each head's value size: `valueKernel` axis 2, `valueBias` axis 1, `outputKernel` axis 1) and
+ * space `keyDim` (each head's query/key size, axis 2 of both kernels, axis 1 of both biases;
+ * mixing, since the scores are scaled by 1/sqrt(keyDim)). `resize` sets `numHeads`, `keyDim` and
+ * `valueDim` from the new space sizes.
  */
 export const multiHeadAttention = defineOp<MultiHeadAttentionAttrs>({
   type: 'core.MultiHeadAttention',
@@ -148,6 +160,53 @@ export const multiHeadAttention = defineOp<MultiHeadAttentionAttrs>({
     const { query } = checkInputs(inputs);
     if (attrs.dropout >= 1) throw new Error(`dropout must be below 1, got ${attrs.dropout}`);
     return [{ shape: query, dtype: 'float32' }];
+  },
+  channels(attrs, inputs) {
+    const { dq, dv, dk } = checkInputs(inputs);
+    const hasKey = inputs[2] !== undefined;
+    const axes: ChannelAxis[] = [
+      { tensor: inputTensor(0), axis: 2, space: 'query' },
+      { tensor: outputTensor(0), axis: 2, space: 'query' },
+      { tensor: paramTensor('queryKernel'), axis: 0, space: 'query' },
+      { tensor: paramTensor('outputKernel'), axis: 2, space: 'query' },
+      ...(attrs.useBias ? [{ tensor: paramTensor('outputBias'), axis: 0, space: 'query' }] : []),
+      { tensor: inputTensor(1), axis: 2, space: 'value' },
+      { tensor: paramTensor('valueKernel'), axis: 0, space: 'value' },
+      // Without a key input the keys are projected from the value.
+      { tensor: paramTensor('keyKernel'), axis: 0, space: hasKey ? 'key' : 'value' },
+      ...(hasKey ? [{ tensor: inputTensor(2), axis: 2, space: 'key' }] : []),
+    ];
+    const bias = (name: string, axis: number, space: string, mixes = false): ChannelAxis[] =>
+      attrs.useBias ? [{ tensor: paramTensor(name), axis, space, ...(mixes ? { mixes } : {}) }] : [];
+    for (const name of ['queryKernel', 'keyKernel', 'valueKernel']) {
+      axes.push({ tensor: paramTensor(name), axis: 1, space: 'heads' });
+    }
+    axes.push(
+      ...bias('queryBias', 0, 'heads'),
+      ...bias('keyBias', 0, 'heads'),
+      ...bias('valueBias', 0, 'heads'),
+      { tensor: paramTensor('outputKernel'), axis: 0, space: 'heads' },
+      { tensor: paramTensor('queryKernel'), axis: 2, space: 'keyDim', mixes: true },
+      { tensor: paramTensor('keyKernel'), axis: 2, space: 'keyDim', mixes: true },
+      ...bias('queryBias', 1, 'keyDim', true),
+      ...bias('keyBias', 1, 'keyDim', true),
+      { tensor: paramTensor('valueKernel'), axis: 2, space: 'valueDim' },
+      ...bias('valueBias', 1, 'valueDim'),
+      { tensor: paramTensor('outputKernel'), axis: 1, space: 'valueDim' },
+    );
+    const heads = { heads: attrs.numHeads, keyDim: attrs.keyDim, valueDim: attrs.valueDim ?? attrs.keyDim };
+    return { spaces: { query: dq, value: dv, ...(hasKey ? { key: dk } : {}), ...heads }, axes };
+  },
+  resize(attrs, _inputs, _outputs, spaces) {
+    const keyDim = spaces.keyDim ?? attrs.keyDim;
+    const valueDim = spaces.valueDim ?? attrs.valueDim ?? attrs.keyDim;
+    return {
+      ...attrs,
+      numHeads: spaces.heads ?? attrs.numHeads,
+      keyDim,
+      // null keeps meaning "as keyDim" only while the two stay equal.
+      valueDim: attrs.valueDim === null && valueDim === keyDim ? null : valueDim,
+    };
   },
   forward(ctx, inputs) {
     const [query, value] = inputs as [tf.Tensor, tf.Tensor];

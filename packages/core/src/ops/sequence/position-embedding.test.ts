@@ -10,6 +10,7 @@ import {
 } from '@dynn/testing';
 import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, it } from 'vitest';
+import { inputTensor, outputTensor, paramTensor } from '../../channel-axes.js';
 import { BATCH, type ValueInfo } from '../../ir.js';
 import { resolveAttrs } from '../../op.js';
 import { positionEmbedding } from './position-embedding.js';
@@ -93,5 +94,20 @@ describe('core.PositionEmbedding shapes, params and FLOPs', () => {
 
   it('counts one addition per element', () => {
     expect(positionEmbedding.flops(attrs, [[2, 5, 3]], [[2, 5, 3]])).toBe(30);
+  });
+});
+
+describe('core.PositionEmbedding channels', () => {
+  it('ties the features of input, output and table, and not the positions', () => {
+    const attrs = resolveAttrs(positionEmbedding, { maxLength: 10 }, 'pos');
+    const x: ValueInfo = { name: 'x', dtype: 'float32', shape: [BATCH, 6, 4] };
+    expect(positionEmbedding.channels!(attrs, [x], [x])).toEqual({
+      spaces: { features: 4 },
+      axes: [
+        { tensor: inputTensor(0), axis: 2, space: 'features' },
+        { tensor: outputTensor(0), axis: 2, space: 'features' },
+        { tensor: paramTensor('embeddings'), axis: 1, space: 'features' },
+      ],
+    });
   });
 });

@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { inputTensor, outputTensor, paramTensor } from '../../channel-axes.js';
 import type { Dim, ValueInfo } from '../../ir.js';
 import { defineOp } from '../../op.js';
 import { formatShape, product } from '../basic/shape-helpers.js';
@@ -29,6 +30,9 @@ function sequenceOf(x: ValueInfo, maxLength: number): { time: Dim; features: num
  * `time <= maxLength`. Param: `embeddings` [maxLength, d], uniform in [-0.05, 0.05] like
  * `core.Embedding`'s table, so neither dominates the other at the start of training. Its gradient
  * is a slice's and a broadcast add's: no gather, so it trains on wasm.
+ *
+ * Channels: space `features` (the input's and the output's last axis, `embeddings` axis 1).
+ * Positions are not channels: removing one would shift the positions after it.
  */
 export const positionEmbedding = defineOp<PositionEmbeddingAttrs>({
   type: 'core.PositionEmbedding',
@@ -51,6 +55,17 @@ export const positionEmbedding = defineOp<PositionEmbeddingAttrs>({
   inferShape(attrs, [x]) {
     sequenceOf(x!, attrs.maxLength);
     return [{ shape: x!.shape, dtype: 'float32' }];
+  },
+  channels(attrs, [x]) {
+    const { features } = sequenceOf(x!, attrs.maxLength);
+    return {
+      spaces: { features },
+      axes: [
+        { tensor: inputTensor(0), axis: 2, space: 'features' },
+        { tensor: outputTensor(0), axis: 2, space: 'features' },
+        { tensor: paramTensor('embeddings'), axis: 1, space: 'features' },
+      ],
+    };
   },
   forward(ctx, [x]) {
     const [, time, features] = x!.shape as [number, number, number];

@@ -1,11 +1,15 @@
 import { describeEachBackend, expectClose, expectNoLeaks, seededUniform } from '@dynn/testing';
 import * as tf from '@tensorflow/tfjs-core';
-import { expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { GraphBuilder } from '../../builder.js';
+import { inputTensor, outputTensor } from '../../channel-axes.js';
 import { isDynnError } from '../../errors.js';
 import { forwardForTraining } from '../../executor.js';
+import type { Dim, SubGraph, ValueInfo } from '../../ir.js';
 import { createModel, type Model } from '../../model.js';
+import { resolveAttrs } from '../../op.js';
 import { createRuntime } from '../../runtime.js';
+import { scanOp } from './scan.js';
 
 const runtime = createRuntime();
 const [BATCH, TIME, FEATURES, HIDDEN] = [3, 4, 5, 6];
@@ -211,4 +215,42 @@ it('refuses a body that does not fit its inputs, naming the node', () => {
   expect((error as Error).message).toMatch(
     /Node 'rnn' \(core\.Scan\): carried value 'h0' is float32\[batch, 7\]/,
   );
+});
+
+describe('core.Scan channels', () => {
+  const value = (name: string, shape: Dim[]): ValueInfo => ({ name, dtype: 'float32', shape });
+  const body = (hidden: Dim): SubGraph => ({
+    inputs: [value('h', ['batch', hidden]), value('x', ['batch', FEATURES])],
+    outputs: [value('next', ['batch', HIDDEN]), value('y', ['batch', 2])],
+    nodes: [],
+  });
+  const inputs = [value('h0', ['batch', HIDDEN]), value('xs', ['batch', 'time', FEATURES])];
+  const outputs = [value('last', ['batch', HIDDEN]), value('ys', ['batch', 'time', 2])];
+  const bodyInput = (index: number) => ({ kind: 'input' as const, index, graph: { attr: 'body' } });
+  const bodyOutput = (index: number) => ({ kind: 'output' as const, index, graph: { attr: 'body' } });
+
+  it("maps the carried state, the sequence's features and the per-step output into the body", () => {
+    const attrs = resolveAttrs(scanOp, { body: body(HIDDEN) }, 'rnn');
+    expect(scanOp.channels!(attrs, inputs, outputs)).toEqual({
+      spaces: { 'carried0.axis1': HIDDEN, 'sequence0.axis1': FEATURES, 'perStep0.axis1': 2 },
+      axes: [
+        { tensor: inputTensor(0), axis: 1, space: 'carried0.axis1' },
+        { tensor: bodyInput(0), axis: 1, space: 'carried0.axis1' },
+        { tensor: bodyOutput(0), axis: 1, space: 'carried0.axis1' },
+        { tensor: outputTensor(0), axis: 1, space: 'carried0.axis1' },
+        { tensor: inputTensor(1), axis: 2, space: 'sequence0.axis1' },
+        { tensor: bodyInput(1), axis: 1, space: 'sequence0.axis1' },
+        { tensor: bodyOutput(1), axis: 1, space: 'perStep0.axis1' },
+        { tensor: outputTensor(1), axis: 2, space: 'perStep0.axis1' },
+      ],
+    });
+  });
+
+  it('maps nothing on an axis the body declares symbolic', () => {
+    const attrs = resolveAttrs(scanOp, { body: body('hidden') }, 'rnn');
+    expect(Object.keys(scanOp.channels!(attrs, inputs, outputs).spaces)).toEqual([
+      'sequence0.axis1',
+      'perStep0.axis1',
+    ]);
+  });
 });

@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { type ChannelTensor, inputTensor, type OpChannels, outputTensor } from '../../channel-axes.js';
 import type { Dim, SubGraph, ValueInfo } from '../../ir.js';
 import { defineOp } from '../../op.js';
 import { formatShape } from '../basic/shape-helpers.js';
@@ -26,6 +27,11 @@ function stepShape(shape: readonly Dim[]): Dim[] {
   return [shape[0]!, ...shape.slice(2)];
 }
 
+/** Input `index` of the body, for a channel axis. */
+const bodyInput = (index: number): ChannelTensor => ({ kind: 'input', index, graph: { attr: 'body' } });
+/** Output `index` of the body, for a channel axis. */
+const bodyOutput = (index: number): ChannelTensor => ({ kind: 'output', index, graph: { attr: 'body' } });
+
 /**
  * `core.Scan`: applies a sub-graph along the time axis with carried values, like ONNX Scan: the
  * building block of recurrent and temporal models (a cell, a GNN step over graph snapshots).
@@ -40,6 +46,12 @@ function stepShape(shape: readonly Dim[]): Dim[] {
  *
  * Gradients flow through every step (backpropagation through time, in one tape). A sequence of
  * zero steps returns the initial carried values and empty per-step outputs.
+ *
+ * Channels: they flow into the body's own ops. Each non-batch axis of a carried value ties the
+ * node's input, the body's input, the body's output and the node's output (the body's output
+ * feeds its input at the next step); a sequence's axis k + 1 ties to the body input's axis k, and
+ * a per-step output's body axis k to the node output's axis k + 1. An axis the body declares
+ * symbolic holds no channel there, so it maps nothing (a barrier).
  */
 export const scanOp = defineOp<ScanAttrs>({
   type: 'core.Scan',
@@ -103,6 +115,49 @@ export const scanOp = defineOp<ScanAttrs>({
       dtype: out.dtype,
     }));
     return [...inputs.slice(0, carried).map((v) => ({ shape: v.shape, dtype: v.dtype })), ...perStep];
+  },
+  channels({ body, carried }, inputs, outputs) {
+    const channels: OpChannels = { spaces: {}, axes: [] };
+    const tie = (space: string, size: Dim | undefined, ...axes: [ChannelTensor, number][]) => {
+      if (typeof size !== 'number') return;
+      channels.spaces[space] = size;
+      for (const [tensor, axis] of axes) channels.axes.push({ tensor, axis, space });
+    };
+    for (let i = 0; i < carried; i++) {
+      const shape = inputs[i]!.shape;
+      for (let axis = 1; axis < shape.length; axis++) {
+        const size = shape[axis];
+        if (body.inputs[i]!.shape[axis] !== size || body.outputs[i]!.shape[axis] !== size) continue;
+        tie(
+          `carried${i}.axis${axis}`,
+          size,
+          [inputTensor(i), axis],
+          [bodyInput(i), axis],
+          [bodyOutput(i), axis],
+          [outputTensor(i), axis],
+        );
+      }
+    }
+    for (let i = carried; i < inputs.length; i++) {
+      const step = body.inputs[i]!.shape;
+      for (let axis = 1; axis < step.length; axis++) {
+        const size = inputs[i]!.shape[axis + 1];
+        if (step[axis] !== size) continue;
+        tie(`sequence${i - carried}.axis${axis}`, size, [inputTensor(i), axis + 1], [bodyInput(i), axis]);
+      }
+    }
+    for (let j = carried; j < outputs.length; j++) {
+      const step = body.outputs[j]!.shape;
+      for (let axis = 1; axis < step.length; axis++) {
+        tie(
+          `perStep${j - carried}.axis${axis}`,
+          step[axis],
+          [bodyOutput(j), axis],
+          [outputTensor(j), axis + 1],
+        );
+      }
+    }
+    return channels;
   },
   forward(ctx, inputs) {
     const { carried, reverse } = ctx.attrs;

@@ -9,6 +9,7 @@ import {
 } from '@dynn/testing';
 import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, it } from 'vitest';
+import { inputTensor, outputTensor } from '../../channel-axes.js';
 import { type Attrs, BATCH, type ValueInfo } from '../../ir.js';
 import { resolveAttrs } from '../../op.js';
 import { timeStep } from './time-step.js';
@@ -86,5 +87,20 @@ describe('core.TimeStep shapes and FLOPs', () => {
 
   it('copies without arithmetic', () => {
     expect(timeStep.flops(resolveAttrs(timeStep, {}, 't'), [[2, 5, 3]], [[2, 3]])).toBe(0);
+  });
+});
+
+describe('core.TimeStep channels', () => {
+  it('ties each numeric feature axis to the output axis one lower', () => {
+    const attrs = resolveAttrs(timeStep, {}, 'step');
+    const x: ValueInfo = { name: 'x', dtype: 'float32', shape: [BATCH, 5, 'node', 3] };
+    const y: ValueInfo = { name: 'y', dtype: 'float32', shape: [BATCH, 'node', 3] };
+    expect(timeStep.channels!(attrs, [x], [y])).toEqual({
+      spaces: { axis2: 3 },
+      axes: [
+        { tensor: inputTensor(0), axis: 3, space: 'axis2' },
+        { tensor: outputTensor(0), axis: 2, space: 'axis2' },
+      ],
+    });
   });
 });

@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { inputTensor, type OpChannels, outputTensor } from '../../channel-axes.js';
 import type { ValueInfo } from '../../ir.js';
 import { defineOp } from '../../op.js';
 import { formatShape } from '../basic/shape-helpers.js';
@@ -24,6 +25,8 @@ function checkSequence(x: ValueInfo, index: number): void {
  * `[batch, ...f]`. A negative `index` counts from the end (`-1`, the default, is the last
  * position: what a causal language model predicts the next token from). Its gradient is a
  * slice's (a pad), which every backend has.
+ *
+ * Channels: each numeric feature axis of the input (axis k >= 2) tied to the output's axis k - 1.
  */
 export const timeStep = defineOp<TimeStepAttrs>({
   type: 'core.TimeStep',
@@ -40,6 +43,20 @@ export const timeStep = defineOp<TimeStepAttrs>({
   inferShape(attrs, [x]) {
     checkSequence(x!, attrs.index);
     return [{ shape: [x!.shape[0]!, ...x!.shape.slice(2)], dtype: x!.dtype }];
+  },
+  channels(_, [x]) {
+    const channels: OpChannels = { spaces: {}, axes: [] };
+    for (let axis = 1; axis < x!.shape.length - 1; axis++) {
+      const size = x!.shape[axis + 1];
+      if (typeof size !== 'number') continue;
+      const space = `axis${axis}`;
+      channels.spaces[space] = size;
+      channels.axes.push(
+        { tensor: inputTensor(0), axis: axis + 1, space },
+        { tensor: outputTensor(0), axis, space },
+      );
+    }
+    return channels;
   },
   forward(ctx, [x]) {
     const time = x!.shape[1]!;

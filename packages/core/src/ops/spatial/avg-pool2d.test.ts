@@ -9,6 +9,7 @@ import {
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { describe, expect, it } from 'vitest';
+import { inputTensor, outputTensor } from '../../channel-axes.js';
 import { BATCH } from '../../ir.js';
 import { resolveAttrs } from '../../op.js';
 import { createOpContext } from '../../op-context.js';
@@ -104,5 +105,17 @@ describe('core.AvgPool2D shapes and FLOPs', () => {
   it('counts one add per window element and one division per output', () => {
     const attrs = resolveAttrs(avgPool2dOp, { poolSize: [2, 3] }, 'p');
     expect(avgPool2dOp.flops(attrs, [[2, 4, 6, 3]], [[2, 2, 2, 3]])).toBe(24 * 7);
+  });
+
+  it('ties the input channels to the output channels, the spatial axes unmapped', () => {
+    const x = input([BATCH, 8, 8, 4]);
+    const y = [{ name: 'y', ...avgPool2dOp.inferShape(resolveAttrs(avgPool2dOp, {}, 'p'), x)[0]! }];
+    expect(avgPool2dOp.channels!(resolveAttrs(avgPool2dOp, {}, 'p'), x, y)).toEqual({
+      spaces: { c: 4 },
+      axes: [
+        { tensor: inputTensor(0), axis: 3, space: 'c' },
+        { tensor: outputTensor(0), axis: 3, space: 'c' },
+      ],
+    });
   });
 });

@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { defineOp } from '../../op.js';
+import { passThroughChannels } from './conv-attrs.js';
 import { type Conv2DGeometry, conv2dGeometry } from './conv-geometry.js';
 import { type PoolAttrs, poolAttrs, poolFlops, poolInferShape, poolWindow } from './pool-window.js';
 
@@ -29,6 +30,7 @@ function borderCorrection(g: Conv2DGeometry): tf.Tensor4D {
  * - attrs: `poolSize` ([2, 2]), `strides` (null: the pool size), `padding` ('valid'; with
  *   'same', border windows average only the positions inside the image, as in TensorFlow)
  * - input: `[batch, height, width, channels]`; output: `[batch, outHeight, outWidth, channels]`
+ * - channels: one space `c`, input axis 3 tied to output axis 3
  *
  * With 'same' padding it pools the explicitly zero-padded input ('valid') and rescales border
  * windows: tfjs 4.22's `AvgPoolGrad` divides by the whole window even where its forward pass
@@ -41,6 +43,7 @@ export const avgPool2dOp = defineOp<PoolAttrs>({
   attrs: poolAttrs,
   inputs: { min: 1 },
   inferShape: poolInferShape,
+  channels: (_attrs, inputs, outputs) => passThroughChannels(inputs, outputs),
   forward(ctx, [x]) {
     const input = x as tf.Tensor4D;
     const { pool, options } = poolWindow(ctx.attrs);

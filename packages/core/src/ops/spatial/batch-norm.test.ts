@@ -11,6 +11,7 @@ import {
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { describe, expect, it } from 'vitest';
+import { inputTensor, outputTensor, paramTensor, stateTensor } from '../../channel-axes.js';
 import { BATCH } from '../../ir.js';
 import { resolveAttrs } from '../../op.js';
 import { batchNormOp, batchNormTraining } from './batch-norm.js';
@@ -231,5 +232,32 @@ describe('core.BatchNorm shapes, params, state and FLOPs', () => {
 
   it('counts a multiply and an add per element', () => {
     expect(batchNormOp.flops(resolveAttrs(batchNormOp, {}, 'bn'), [[2, 3, 4, 5]], [[2, 3, 4, 5]])).toBe(240);
+  });
+
+  it('ties its normalised axis to every per-channel tensor, none mixing', () => {
+    const attrs = resolveAttrs(batchNormOp, { axis: 1, center: false }, 'bn');
+    const x = input([BATCH, 4, 7]);
+    expect(batchNormOp.channels!(attrs, x, [{ name: 'y', ...batchNormOp.inferShape(attrs, x)[0]! }])).toEqual(
+      {
+        spaces: { c: 4 },
+        axes: [
+          { tensor: inputTensor(0), axis: 1, space: 'c' },
+          { tensor: outputTensor(0), axis: 1, space: 'c' },
+          { tensor: paramTensor('gamma'), axis: 0, space: 'c' },
+          { tensor: stateTensor('movingMean'), axis: 0, space: 'c' },
+          { tensor: stateTensor('movingVariance'), axis: 0, space: 'c' },
+        ],
+      },
+    );
+  });
+
+  it('gives its moving statistics the variants it names, selected by the run option core.stateVariant', () => {
+    const attrs = resolveAttrs(batchNormOp, { stateVariants: ['w25', 'w50'] }, 'bn');
+    expect(batchNormOp.state!(attrs, input([BATCH, 3]))).toEqual([
+      { name: 'movingMean', shape: [3], init: { kind: 'zeros' }, variants: ['w25', 'w50'] },
+      { name: 'movingVariance', shape: [3], init: { kind: 'ones' }, variants: ['w25', 'w50'] },
+    ]);
+    expect(batchNormOp.stateVariant!(attrs, { core: { stateVariant: 'w50' } })).toBe('w50');
+    expect(batchNormOp.stateVariant!(attrs, {})).toBeUndefined();
   });
 });

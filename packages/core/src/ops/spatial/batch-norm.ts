@@ -1,6 +1,8 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { inputTensor, outputTensor, paramTensor, stateTensor } from '../../channel-axes.js';
 import type { Attrs, ValueInfo } from '../../ir.js';
 import { defineOp, type ParamSpec } from '../../op.js';
+import { selectedStateVariant } from '../../state-variants.js';
 import { withSavedGrad } from '../basic/saved-grad.js';
 
 /** Resolved attributes of {@link batchNormOp}. */
@@ -10,6 +12,7 @@ export interface BatchNormAttrs extends Attrs {
   epsilon: number;
   center: boolean;
   scale: boolean;
+  stateVariants: string[];
 }
 
 /** Batch statistics of the columns of a `[rows, channels]` matrix, and its normalisation. */
@@ -131,10 +134,21 @@ function fromColumns(columns: tf.Tensor2D, shape: readonly number[], perm: numbe
  * `core.BatchNorm`: batch normalisation over one axis, like Keras `BatchNormalization`.
  *
  * - attrs: `axis` (-1: the normalised channel axis), `momentum` (0.99), `epsilon` (1e-3),
- *   `center` (true: learn `beta`), `scale` (true: learn `gamma`)
+ *   `center` (true: learn `beta`), `scale` (true: learn `gamma`), `stateVariants` ([]: names of
+ *   extra sets of moving statistics)
  * - input: any float32 tensor of rank >= 2; output: the same shape
  * - params: `gamma` `[channels]` (ones, only with `scale`), `beta` `[channels]` (zeros, only
  *   with `center`); state: `movingMean` `[channels]` (zeros), `movingVariance` `[channels]` (ones)
+ * - channels: one space `c` tying the input's and the output's `axis` to `gamma`, `beta`,
+ *   `movingMean` and `movingVariance` (every statistic is per channel: removing a channel leaves
+ *   the others' values as they were); the other axes stay unmapped (barriers): their positions
+ *   share each channel's batch statistics in training
+ *
+ * Each name in `stateVariants` is a variant of the moving statistics (`movingMean@<name>`,
+ * `movingVariance@<name>`), read and updated instead of the default ones in a run whose options
+ * select it (`options.core.stateVariant`): statistics per variant, e.g. per width of a nested
+ * network, whose narrower sub-networks see differently distributed activations. A run selecting
+ * a variant the node does not declare is refused.
  *
  * Inference normalises with the moving statistics. Training normalises with the batch
  * statistics over every axis but `axis` and updates the moving ones as Keras does:
@@ -152,6 +166,11 @@ export const batchNormOp = defineOp<BatchNormAttrs>({
     epsilon: { kind: 'float', min: 0, default: 1e-3, doc: 'added to the variance before the square root' },
     center: { kind: 'bool', default: true, doc: 'learn an offset beta' },
     scale: { kind: 'bool', default: true, doc: 'learn a scale gamma' },
+    stateVariants: {
+      kind: 'strings',
+      default: [],
+      doc: 'names of extra sets of moving statistics (e.g. one per width), selected by the run option core.stateVariant',
+    },
   },
   inputs: { min: 1 },
   params(attrs, inputs) {
@@ -163,14 +182,34 @@ export const batchNormOp = defineOp<BatchNormAttrs>({
   },
   state(attrs, inputs) {
     const channels = channelCount(attrs, inputs);
+    const variants = attrs.stateVariants.length > 0 ? { variants: attrs.stateVariants } : {};
     return [
-      { name: 'movingMean', shape: [channels], init: { kind: 'zeros' } },
-      { name: 'movingVariance', shape: [channels], init: { kind: 'ones' } },
+      { name: 'movingMean', shape: [channels], init: { kind: 'zeros' }, ...variants },
+      { name: 'movingVariance', shape: [channels], init: { kind: 'ones' }, ...variants },
     ];
   },
+  stateVariant: (_attrs, options) => selectedStateVariant(options),
   inferShape(attrs, inputs) {
     channelCount(attrs, inputs);
     return [{ shape: inputs[0]!.shape, dtype: 'float32' }];
+  },
+  channels(attrs, inputs) {
+    const channels = channelCount(attrs, inputs);
+    const axis = normalizedAxis(attrs, inputs[0]!.shape.length);
+    const perChannel = [
+      ...(attrs.scale ? [paramTensor('gamma')] : []),
+      ...(attrs.center ? [paramTensor('beta')] : []),
+      stateTensor('movingMean'),
+      stateTensor('movingVariance'),
+    ];
+    return {
+      spaces: { c: channels },
+      axes: [
+        { tensor: inputTensor(0), axis, space: 'c' },
+        { tensor: outputTensor(0), axis, space: 'c' },
+        ...perChannel.map((tensor) => ({ tensor, axis: 0, space: 'c' })),
+      ],
+    };
   },
   forward(ctx, [x]) {
     const { attrs, params, state } = ctx;

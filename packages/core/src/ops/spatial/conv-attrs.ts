@@ -1,3 +1,10 @@
+import {
+  type ChannelAxis,
+  inputTensor,
+  type OpChannels,
+  outputTensor,
+  paramTensor,
+} from '../../channel-axes.js';
 import type { Attrs, ValueInfo } from '../../ir.js';
 import type { AttrSpec, ParamSpec } from '../../op.js';
 import type { ActivationName } from '../basic/activation.js';
@@ -83,5 +90,35 @@ export function depthwiseKernelSpec(
     name: 'depthwiseKernel',
     shape: [kh, kw, channels, multiplier],
     init: { kind: 'glorotUniform', fanIn: kh * kw * channels, fanOut: kh * kw * multiplier },
+  };
+}
+
+/**
+ * The output-channel axes of a convolution whose `kernel` param ends in its filters (`Conv2D`'s
+ * `kernel`, `SeparableConv2D`'s `pointwiseKernel`): that kernel's last axis, the bias and the
+ * output's channel axis, all in space `out`.
+ */
+export function filterAxes(kernel: string, useBias: boolean): ChannelAxis[] {
+  return [
+    { tensor: paramTensor(kernel), axis: 3, space: 'out' },
+    ...(useBias ? [{ tensor: paramTensor('bias'), axis: 0, space: 'out' }] : []),
+    { tensor: outputTensor(0), axis: 3, space: 'out' },
+  ];
+}
+
+/**
+ * The channel declaration of an op whose output channel `c` is its input channel `c` (a pool, a
+ * padding, a global pool): one space `c` tying the input's axis 3 to the output's last axis. The
+ * spatial axes stay unmapped (barriers): a window or a padding couples neighbouring positions
+ * and changes their count, so positions are not channels here.
+ */
+export function passThroughChannels(inputs: readonly ValueInfo[], outputs: readonly ValueInfo[]): OpChannels {
+  const { channels } = convInput(inputs);
+  return {
+    spaces: { c: channels },
+    axes: [
+      { tensor: inputTensor(0), axis: 3, space: 'c' },
+      { tensor: outputTensor(0), axis: outputs[0]!.shape.length - 1, space: 'c' },
+    ],
   };
 }

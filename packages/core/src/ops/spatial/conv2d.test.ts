@@ -10,6 +10,7 @@ import {
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { describe, expect, it } from 'vitest';
+import { inputTensor, outputTensor, paramTensor } from '../../channel-axes.js';
 import { BATCH } from '../../ir.js';
 import { resolveAttrs } from '../../op.js';
 import { conv2dOp } from './conv2d.js';
@@ -119,5 +120,27 @@ describe('core.Conv2D shapes, params and FLOPs', () => {
     const relu = resolveAttrs(conv2dOp, { filters: 4, kernelSize: [3, 3], activation: 'relu' }, 'c');
     // 2 * 5 * 6 outputs * 4 channels, each 3*3*2 multiply-adds, plus bias and relu.
     expect(conv2dOp.flops(relu, [[2, 7, 8, 2]], [[2, 5, 6, 4]])).toBe(240 * (2 * 18 + 1 + 1));
+  });
+
+  it('declares its input and filter channel spaces, and resizes to fewer filters', () => {
+    const x = input([BATCH, 28, 27, 3]);
+    const y = [{ name: 'y', ...conv2dOp.inferShape(attrs, x)[0]! }];
+    expect(conv2dOp.channels!(attrs, x, y)).toEqual({
+      spaces: { in: 3, out: 8 },
+      axes: [
+        { tensor: inputTensor(0), axis: 3, space: 'in' },
+        { tensor: paramTensor('kernel'), axis: 2, space: 'in' },
+        { tensor: paramTensor('kernel'), axis: 3, space: 'out' },
+        { tensor: paramTensor('bias'), axis: 0, space: 'out' },
+        { tensor: outputTensor(0), axis: 3, space: 'out' },
+      ],
+    });
+    // Two of three input channels and five of eight filters kept.
+    const narrow = input([BATCH, 28, 27, 2]);
+    const wanted = [{ name: 'y', dtype: 'float32' as const, shape: [BATCH, 14, 14, 5] }];
+    const resized = conv2dOp.resize!(attrs, narrow, wanted, { in: 2, out: 5 });
+    expect(resized.filters).toBe(5);
+    expect(conv2dOp.inferShape(resized, narrow)[0]!.shape).toEqual([BATCH, 14, 14, 5]);
+    expect(conv2dOp.params!(resized, narrow).map((p) => p.shape)).toEqual([[3, 3, 2, 5], [5]]);
   });
 });

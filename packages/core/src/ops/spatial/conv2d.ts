@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { inputTensor, paramTensor } from '../../channel-axes.js';
 import { defineOp } from '../../op.js';
 import {
   activationAttr,
@@ -8,7 +9,7 @@ import {
   fusedActivation,
 } from '../basic/activation.js';
 import { product } from '../basic/shape-helpers.js';
-import { type ConvWindowAttrs, convAttrs, convInput, convWindow } from './conv-attrs.js';
+import { type ConvWindowAttrs, convAttrs, convInput, convWindow, filterAxes } from './conv-attrs.js';
 import { paddingAttr, windowOutputShape } from './conv-geometry.js';
 import { biasAddFastGrad, conv2dFastGrad } from './conv-gradients.js';
 
@@ -24,6 +25,8 @@ export interface Conv2DAttrs extends ConvWindowAttrs {
  *   `dilations` ([1, 1]), `useBias` (true), `activation` ('linear')
  * - input: `[batch, height, width, cin]`; output: `[batch, outHeight, outWidth, filters]`
  * - params: `kernel` `[kh, kw, cin, filters]` (Glorot uniform), `bias` `[filters]` (zeros)
+ * - channels: space `in` (input axis 3, `kernel` axis 2) and space `out` (`kernel` axis 3, `bias`,
+ *   output axis 3); resizing sets `filters`
  *
  * Its gradients are written with forward convolutions (see `conv-gradients.ts`), so it trains
  * on the wasm backend, which has no `Conv2DBackpropFilter` kernel.
@@ -57,6 +60,18 @@ export const conv2dOp = defineOp<Conv2DAttrs>({
     const { kernel, options } = convWindow(attrs);
     return [{ shape: windowOutputShape(image, kernel, options, attrs.filters), dtype: 'float32' }];
   },
+  channels(attrs, inputs) {
+    const { channels } = convInput(inputs);
+    return {
+      spaces: { in: channels, out: attrs.filters },
+      axes: [
+        { tensor: inputTensor(0), axis: 3, space: 'in' },
+        { tensor: paramTensor('kernel'), axis: 2, space: 'in' },
+        ...filterAxes('kernel', attrs.useBias),
+      ],
+    };
+  },
+  resize: (attrs, _inputs, _outputs, spaces) => ({ ...attrs, filters: spaces.out ?? attrs.filters }),
   forward(ctx, [x]) {
     const { options } = convWindow(ctx.attrs);
     const fused = fusedActivation(ctx.attrs.activation);

@@ -10,6 +10,7 @@ import {
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { describe, expect, it } from 'vitest';
+import { inputTensor, outputTensor, paramTensor } from '../../channel-axes.js';
 import { BATCH } from '../../ir.js';
 import { resolveAttrs } from '../../op.js';
 import { depthwiseConv2dOp } from './depthwise-conv2d.js';
@@ -107,5 +108,24 @@ describe('core.DepthwiseConv2D shapes, params and FLOPs', () => {
   it('counts 2 FLOPs per multiply-add plus the bias', () => {
     // 1 * 7 * 6 positions * 6 channels, each 3*3 multiply-adds, plus the bias.
     expect(depthwiseConv2dOp.flops(attrs, [[1, 9, 8, 3]], [[1, 7, 6, 6]])).toBe(252 * (18 + 1));
+  });
+
+  it('declares one space of input channels, each owning depthMultiplier outputs', () => {
+    const x = input([BATCH, 9, 8, 3]);
+    const y = [{ name: 'y', ...depthwiseConv2dOp.inferShape(attrs, x)[0]! }];
+    expect(depthwiseConv2dOp.channels!(attrs, x, y)).toEqual({
+      spaces: { c: 3 },
+      axes: [
+        { tensor: inputTensor(0), axis: 3, space: 'c' },
+        { tensor: paramTensor('depthwiseKernel'), axis: 2, space: 'c' },
+        { tensor: paramTensor('bias'), axis: 0, space: 'c', block: 2 },
+        { tensor: outputTensor(0), axis: 3, space: 'c', block: 2 },
+      ],
+    });
+    // No attribute holds a channel count: two input channels give four outputs as they are.
+    expect(depthwiseConv2dOp.resize).toBeUndefined();
+    const narrow = input([BATCH, 9, 8, 2]);
+    expect(depthwiseConv2dOp.inferShape(attrs, narrow)[0]!.shape).toEqual([BATCH, 7, 6, 4]);
+    expect(depthwiseConv2dOp.params!(attrs, narrow).map((p) => p.shape)).toEqual([[3, 3, 2, 2], [4]]);
   });
 });

@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { inputTensor, outputTensor, paramTensor } from '../../channel-axes.js';
 import { defineOp } from '../../op.js';
 import { activationAttr, activationFlops, applyActivation } from '../basic/activation.js';
 import { product } from '../basic/shape-helpers.js';
@@ -28,6 +29,9 @@ export interface DepthwiseConv2DAttrs extends ConvWindowAttrs {
  *   (output channel `c * depthMultiplier + m` comes from input channel `c`)
  * - params: `depthwiseKernel` `[kh, kw, cin, depthMultiplier]` (Glorot uniform),
  *   `bias` `[cin * depthMultiplier]` (zeros)
+ * - channels: one space `c` of the input channels: input axis 3, `depthwiseKernel` axis 2, and
+ *   output axis 3 and `bias` in blocks of `depthMultiplier` (removing input channel `c` removes its
+ *   `depthMultiplier` outputs); no attribute holds a channel count
  *
  * Its gradients are written with forward depthwise convolutions (see `conv-gradients.ts`): the
  * wasm backend has no depthwise backprop kernels.
@@ -60,6 +64,19 @@ export const depthwiseConv2dOp = defineOp<DepthwiseConv2DAttrs>({
     const { kernel, options } = convWindow(attrs);
     const channels = image.channels * attrs.depthMultiplier;
     return [{ shape: windowOutputShape(image, kernel, options, channels), dtype: 'float32' }];
+  },
+  channels(attrs, inputs) {
+    const { channels } = convInput(inputs);
+    const block = attrs.depthMultiplier;
+    return {
+      spaces: { c: channels },
+      axes: [
+        { tensor: inputTensor(0), axis: 3, space: 'c' },
+        { tensor: paramTensor('depthwiseKernel'), axis: 2, space: 'c' },
+        ...(attrs.useBias ? [{ tensor: paramTensor('bias'), axis: 0, space: 'c', block }] : []),
+        { tensor: outputTensor(0), axis: 3, space: 'c', block },
+      ],
+    };
   },
   forward(ctx, [x]) {
     const { options } = convWindow(ctx.attrs);

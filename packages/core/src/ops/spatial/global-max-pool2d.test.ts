@@ -9,6 +9,7 @@ import {
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { describe, expect, it } from 'vitest';
+import { inputTensor, outputTensor } from '../../channel-axes.js';
 import { BATCH } from '../../ir.js';
 import { resolveAttrs } from '../../op.js';
 import { globalMaxPool2dOp } from './global-max-pool2d.js';
@@ -52,5 +53,23 @@ describe('core.GlobalMaxPool2D shapes and FLOPs', () => {
     expect(globalMaxPool2dOp.flops(resolveAttrs(globalMaxPool2dOp, {}, 'g'), [[2, 3, 4, 5]], [[2, 5]])).toBe(
       120,
     );
+  });
+
+  it("ties the input channels to the output's last axis, with or without keepDims", () => {
+    const x = input([BATCH, 4, 4, 6]);
+    for (const [keepDims, axis] of [
+      [false, 1],
+      [true, 3],
+    ] as const) {
+      const attrs = resolveAttrs(globalMaxPool2dOp, { keepDims }, 'g');
+      const y = [{ name: 'y', ...globalMaxPool2dOp.inferShape(attrs, x)[0]! }];
+      expect(globalMaxPool2dOp.channels!(attrs, x, y)).toEqual({
+        spaces: { c: 6 },
+        axes: [
+          { tensor: inputTensor(0), axis: 3, space: 'c' },
+          { tensor: outputTensor(0), axis, space: 'c' },
+        ],
+      });
+    }
   });
 });

@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { defineOp } from '../../op.js';
 import { product } from '../basic/shape-helpers.js';
 
+import { passThroughChannels } from './conv-attrs.js';
 import { type GlobalPoolAttrs, globalPoolAttrs, globalPoolInferShape } from './pool-window.js';
 
 /**
@@ -11,6 +12,7 @@ import { type GlobalPoolAttrs, globalPoolAttrs, globalPoolInferShape } from './p
  * - attrs: `keepDims` (false)
  * - input: `[batch, height, width, channels]`; output: `[batch, channels]`
  *   (`[batch, 1, 1, channels]` with `keepDims`)
+ * - channels: one space `c`, input axis 3 tied to the output's last axis
  */
 export const globalMaxPool2dOp = defineOp<GlobalPoolAttrs>({
   type: 'core.GlobalMaxPool2D',
@@ -19,6 +21,7 @@ export const globalMaxPool2dOp = defineOp<GlobalPoolAttrs>({
   attrs: globalPoolAttrs,
   inputs: { min: 1 },
   inferShape: globalPoolInferShape,
+  channels: (_attrs, inputs, outputs) => passThroughChannels(inputs, outputs),
   forward: (ctx, [x]) => [tf.max(x!, [1, 2], ctx.attrs.keepDims)],
   flops: (_attrs, [input]) => product(input!),
 });

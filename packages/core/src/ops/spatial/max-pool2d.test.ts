@@ -9,6 +9,7 @@ import {
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { describe, expect, it } from 'vitest';
+import { inputTensor, outputTensor } from '../../channel-axes.js';
 import { BATCH } from '../../ir.js';
 import { resolveAttrs } from '../../op.js';
 import { maxPool2dOp } from './max-pool2d.js';
@@ -80,5 +81,17 @@ describe('core.MaxPool2D shapes and FLOPs', () => {
   it('counts one comparison per window element per output', () => {
     const attrs = resolveAttrs(maxPool2dOp, { poolSize: [2, 3] }, 'p');
     expect(maxPool2dOp.flops(attrs, [[2, 4, 6, 3]], [[2, 2, 2, 3]])).toBe(24 * 6);
+  });
+
+  it('ties the input channels to the output channels, the spatial axes unmapped', () => {
+    const x = input([BATCH, 8, 8, 4]);
+    const y = [{ name: 'y', ...maxPool2dOp.inferShape(resolveAttrs(maxPool2dOp, {}, 'p'), x)[0]! }];
+    expect(maxPool2dOp.channels!(resolveAttrs(maxPool2dOp, {}, 'p'), x, y)).toEqual({
+      spaces: { c: 4 },
+      axes: [
+        { tensor: inputTensor(0), axis: 3, space: 'c' },
+        { tensor: outputTensor(0), axis: 3, space: 'c' },
+      ],
+    });
   });
 });

@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { defineOp } from '../../op.js';
 import { canFuse } from '../basic/activation.js';
 import { withSavedGrad } from '../basic/saved-grad.js';
+import { passThroughChannels } from './conv-attrs.js';
 import { type PoolAttrs, poolAttrs, poolFlops, poolInferShape, poolWindow } from './pool-window.js';
 
 /**
@@ -10,6 +11,7 @@ import { type PoolAttrs, poolAttrs, poolFlops, poolInferShape, poolWindow } from
  * - attrs: `poolSize` ([2, 2]), `strides` (null: the pool size), `padding` ('valid'; 'same'
  *   windows ignore the padded positions)
  * - input: `[batch, height, width, channels]`; output: `[batch, outHeight, outWidth, channels]`
+ * - channels: one space `c`, input axis 3 tied to output axis 3
  *
  * Its gradient is tfjs's `MaxPoolGrad`, except when recording gradients on wasm for windows that
  * tile the image exactly
@@ -23,6 +25,7 @@ export const maxPool2dOp = defineOp<PoolAttrs>({
   attrs: poolAttrs,
   inputs: { min: 1 },
   inferShape: poolInferShape,
+  channels: (_attrs, inputs, outputs) => passThroughChannels(inputs, outputs),
   forward(ctx, [x]) {
     const { pool, options } = poolWindow(ctx.attrs);
     const [, height, width] = x!.shape;

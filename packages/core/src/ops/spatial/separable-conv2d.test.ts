@@ -10,6 +10,7 @@ import {
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { describe, expect, it } from 'vitest';
+import { inputTensor, outputTensor, paramTensor } from '../../channel-axes.js';
 import { BATCH } from '../../ir.js';
 import { resolveAttrs } from '../../op.js';
 import { separableConv2dOp } from './separable-conv2d.js';
@@ -107,5 +108,30 @@ describe('core.SeparableConv2D shapes, params and FLOPs', () => {
     expect(separableConv2dOp.flops(attrs, [[1, 9, 8, 3]], [[1, 7, 6, 5]])).toBe(
       2 * 9 * 6 * 42 + 2 * 6 * 5 * 42 + 42 * 5,
     );
+  });
+
+  it('ties the pointwise rows to their input channel in blocks, and resizes to fewer filters', () => {
+    const x = input([BATCH, 9, 8, 3]);
+    const y = [{ name: 'y', ...separableConv2dOp.inferShape(attrs, x)[0]! }];
+    expect(separableConv2dOp.channels!(attrs, x, y)).toEqual({
+      spaces: { in: 3, out: 5 },
+      axes: [
+        { tensor: inputTensor(0), axis: 3, space: 'in' },
+        { tensor: paramTensor('depthwiseKernel'), axis: 2, space: 'in' },
+        { tensor: paramTensor('pointwiseKernel'), axis: 2, space: 'in', block: 2 },
+        { tensor: paramTensor('pointwiseKernel'), axis: 3, space: 'out' },
+        { tensor: paramTensor('bias'), axis: 0, space: 'out' },
+        { tensor: outputTensor(0), axis: 3, space: 'out' },
+      ],
+    });
+    const narrow = input([BATCH, 9, 8, 2]);
+    const wanted = [{ name: 'y', dtype: 'float32' as const, shape: [BATCH, 7, 6, 4] }];
+    const resized = separableConv2dOp.resize!(attrs, narrow, wanted, { in: 2, out: 4 });
+    expect(separableConv2dOp.inferShape(resized, narrow)[0]!.shape).toEqual([BATCH, 7, 6, 4]);
+    expect(separableConv2dOp.params!(resized, narrow).map((p) => p.shape)).toEqual([
+      [3, 3, 2, 2],
+      [1, 1, 4, 4],
+      [4],
+    ]);
   });
 });

@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { inputTensor, paramTensor } from '../../channel-axes.js';
 import { defineOp } from '../../op.js';
 import { activationAttr, activationFlops, applyActivation } from '../basic/activation.js';
 import { product } from '../basic/shape-helpers.js';
@@ -9,6 +10,7 @@ import {
   convWindow,
   depthMultiplierAttr,
   depthwiseKernelSpec,
+  filterAxes,
 } from './conv-attrs.js';
 import { paddingAttr, type WindowOptions, windowOutputShape } from './conv-geometry.js';
 import { biasAddFastGrad, conv2dFastGrad, depthwiseConv2dFastGrad } from './conv-gradients.js';
@@ -31,6 +33,10 @@ const POINTWISE: WindowOptions = { strides: [1, 1], dilations: [1, 1], padding: 
  * - input: `[batch, height, width, cin]`; output: `[batch, outHeight, outWidth, filters]`
  * - params: `depthwiseKernel` `[kh, kw, cin, depthMultiplier]`, `pointwiseKernel`
  *   `[1, 1, cin * depthMultiplier, filters]` (both Glorot uniform), `bias` `[filters]` (zeros)
+ * - channels: space `in` (input axis 3, `depthwiseKernel` axis 2, and `pointwiseKernel` axis 2 in
+ *   blocks of `depthMultiplier`: intermediate channel `c * depthMultiplier + m` comes from input
+ *   channel `c`) and space `out` (`pointwiseKernel` axis 3, `bias`, output axis 3); resizing sets
+ *   `filters`
  */
 export const separableConv2dOp = defineOp<SeparableConv2DAttrs>({
   type: 'core.SeparableConv2D',
@@ -64,6 +70,19 @@ export const separableConv2dOp = defineOp<SeparableConv2DAttrs>({
     const { kernel, options } = convWindow(attrs);
     return [{ shape: windowOutputShape(image, kernel, options, attrs.filters), dtype: 'float32' }];
   },
+  channels(attrs, inputs) {
+    const { channels } = convInput(inputs);
+    return {
+      spaces: { in: channels, out: attrs.filters },
+      axes: [
+        { tensor: inputTensor(0), axis: 3, space: 'in' },
+        { tensor: paramTensor('depthwiseKernel'), axis: 2, space: 'in' },
+        { tensor: paramTensor('pointwiseKernel'), axis: 2, space: 'in', block: attrs.depthMultiplier },
+        ...filterAxes('pointwiseKernel', attrs.useBias),
+      ],
+    };
+  },
+  resize: (attrs, _inputs, _outputs, spaces) => ({ ...attrs, filters: spaces.out ?? attrs.filters }),
   forward(ctx, [x]) {
     const { options } = convWindow(ctx.attrs);
     return [

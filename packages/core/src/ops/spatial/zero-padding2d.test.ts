@@ -9,6 +9,7 @@ import {
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { describe, expect, it } from 'vitest';
+import { inputTensor, outputTensor } from '../../channel-axes.js';
 import { BATCH } from '../../ir.js';
 import { resolveAttrs } from '../../op.js';
 import { layerOutput } from './spatial-test-utils.js';
@@ -89,5 +90,17 @@ describe('core.ZeroPadding2D shapes and FLOPs', () => {
 
   it('counts no FLOPs', () => {
     expect(zeroPadding2dOp.flops(attrs, [[1, 5, 4, 3]], [[1, 8, 4, 3]])).toBe(0);
+  });
+
+  it('ties the input channels to the output channels, the spatial axes unmapped', () => {
+    const x = input([BATCH, 5, 4, 4]);
+    const y = [{ name: 'y', ...zeroPadding2dOp.inferShape(attrs, x)[0]! }];
+    expect(zeroPadding2dOp.channels!(attrs, x, y)).toEqual({
+      spaces: { c: 4 },
+      axes: [
+        { tensor: inputTensor(0), axis: 3, space: 'c' },
+        { tensor: outputTensor(0), axis: 3, space: 'c' },
+      ],
+    });
   });
 });

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { Attrs, Dim } from '../../ir.js';
 import { defineOp } from '../../op.js';
-import { convInput } from './conv-attrs.js';
+import { convInput, passThroughChannels } from './conv-attrs.js';
 import type { SpatialPadding } from './conv-geometry.js';
 
 /** Resolved attributes of {@link zeroPadding2dOp}. */
@@ -39,6 +39,7 @@ function grown(size: Dim, extra: number): Dim {
  *
  * - attrs: `padding` ([1, 1, 1, 1]: `[top, bottom, left, right]`; 1 or 2 values as in Keras)
  * - input: `[batch, height, width, channels]`; output: `[batch, height + top + bottom, width + left + right, channels]`
+ * - channels: one space `c`, input axis 3 tied to output axis 3
  */
 export const zeroPadding2dOp = defineOp<ZeroPadding2DAttrs>({
   type: 'core.ZeroPadding2D',
@@ -68,6 +69,7 @@ export const zeroPadding2dOp = defineOp<ZeroPadding2DAttrs>({
       },
     ];
   },
+  channels: (_attrs, inputs, outputs) => passThroughChannels(inputs, outputs),
   forward(ctx, [x]) {
     const { top, bottom, left, right } = zeroPaddingAmounts(ctx.attrs.padding);
     return [
