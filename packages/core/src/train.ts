@@ -311,6 +311,13 @@ export class Trainer {
     this.varList = trainable.map(([, v]) => v);
     this.paramNames = new Map(trainable.map(([name, v]) => [v.name, name]));
     this.trainable = new Set(this.varList);
+    const given = options.optimizer as { applyGradients?: unknown } | undefined;
+    if (given !== undefined && typeof given?.applyGradients !== 'function') {
+      throw new DynnError(
+        'INVALID_OPTION',
+        `optimizer is ${JSON.stringify(given)}; give a tfjs optimizer such as tf.train.sgd(0.1) or tf.train.adam(1e-3).`,
+      );
+    }
     this.optimizer = options.optimizer ?? tf.train.adam(1e-3);
     this.ownsOptimizer = options.optimizer === undefined;
   }
