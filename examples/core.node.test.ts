@@ -2,6 +2,7 @@ import { useBackend } from '@dynn/core';
 import { guardLeaks } from '@dynn/testing';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { main as nodeHooks } from './core/node-hooks.js';
+import { main as pruneChannels } from './core/prune-channels.js';
 import { main as routeRows } from './core/route-rows.js';
 import { main as scanRnn } from './core/scan-rnn.js';
 
@@ -68,5 +69,29 @@ describe('core examples on wasm', () => {
     const ms = Object.fromEntries(profile.map((n) => [n.name, n.ms]));
     expect(ms.rnn).toBeGreaterThanOrEqual(ms['rnn/body/join']! + ms['rnn/body/cell']!);
     expect(lines).toContain('rnn/body/cell/kernel: 512 of 1280 weights pruned, 768 nonzero after training');
+  });
+
+  it('core/prune-channels removes half of one channel group of an imported MobileNetV2-like model', async () => {
+    const lines: string[] = [];
+    const { groups, group, removed, before, after } = await pruneChannels('wasm', (line) => lines.push(line));
+    // The residual streams, each expansion and the head conv can shrink; the image and the classes cannot.
+    expect(
+      groups
+        .filter((g) => g.fixed.length === 0)
+        .map((g) => g.size)
+        .sort((a, b) => a - b),
+    ).toEqual([8, 12, 24, 32, 36]);
+    expect(group.size).toBe(36);
+    expect(removed).toHaveLength(18);
+    expect(after.params).toBeLessThan(before.params);
+    expect(after.flops).toBeLessThan(before.flops);
+    expect(before.ms).toBeGreaterThan(0);
+    expect(after.ms).toBeGreaterThan(0);
+    expect(lines).toContain('pruned group ' + group.id + ': 18 of 36 channels (lowest L1 magnitude)');
+    expect(
+      lines.some((l) =>
+        /^latency on wasm, median ms per batch: \d+\.\d\d -> \d+\.\d\d \(x\d+\.\d\d\)$/.test(l),
+      ),
+    ).toBe(true);
   });
 });

@@ -5,12 +5,14 @@
 import { join, resolve } from 'node:path';
 import { defineCliContribution, measuredOn } from '@dynn/cli';
 import {
+  applyPass,
   createModel,
   createRuntime,
   GraphBuilder,
   loadModel,
   type Model,
   type Runtime,
+  runPass,
   saveModel,
   useBackend,
 } from '@dynn/core';
@@ -23,7 +25,7 @@ function mlp(runtime: Runtime, scaled: boolean): Model {
   const x = b.input('x', 'float32', ['batch', 64]);
   const h = b.add('core.Dense', x, { units: 256, activation: 'relu' }, { name: 'hidden' });
   const graph = b.build({ logits: b.add('core.Dense', h, { units: 10 }, { name: 'head' }) });
-  return createModel(runtime, scaled ? runtime.pass('layer-scale.insert').run(graph, {}) : graph);
+  return createModel(runtime, scaled ? runPass(runtime, 'layer-scale.insert', graph, {}).graph : graph);
 }
 
 /** FLOPs per row and the median milliseconds of one run of `model` on `x`. */
@@ -59,11 +61,10 @@ export default defineCliContribution({
         // The CLI's own runtime knows dynn's packages only: a command builds one with its plugin.
         const runtime = createRuntime({ plugins: [layerScale()] });
         const model = await loadModel(runtime, resolve(args[0]!));
-        const graph = runtime.pass('layer-scale.insert').run(model.graph, { init: options.init as number });
-        // The new model keeps the old weights (copies); the scales start at --init.
-        const weights = new Map([...model.params, ...model.state].map(([name, v]) => [name, tf.clone(v)]));
+        // A new model holding copies of the old weights; the scales start at --init.
+        const scaled = applyPass(model, 'layer-scale.insert', { init: options.init as number });
         model.dispose();
-        const scaled = createModel(runtime, graph, { weights });
+        const { graph } = scaled;
         try {
           await saveModel(scaled, resolve(args[1]!));
         } finally {

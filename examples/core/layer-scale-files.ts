@@ -25,6 +25,7 @@ import {
   nodeTensorSpecs,
   type Plugin,
   type Runtime,
+  runPass,
   saveModel,
   useBackend,
   validateGraph,
@@ -96,8 +97,6 @@ export interface InsertScalesOptions {
   init?: number;
   /** Adds a learned shift too (default false). */
   bias?: boolean;
-  /** The runtime of the graph's other ops, for graphs with other plugins' ops (default: core). */
-  runtime?: Runtime;
 }
 
 // #region pass
@@ -105,10 +104,9 @@ export interface InsertScalesOptions {
 export const insertScalesV2 = definePass<InsertScalesOptions>({
   name: 'layer-scale.insert',
   description: 'Inserts a learned per-channel scale after every Dense layer.',
-  run(graph, options): Graph {
-    // The graph's ops and this plugin's: to infer the shapes the new nodes read, and to validate.
-    const others = (options.runtime?.plugins ?? []).filter((p) => p.domain !== 'layer-scale');
-    const runtime = createRuntime({ plugins: [...others, layerScaleV2()] });
+  run(graph, options, { runtime }): Graph {
+    // The runtime the pass runs under (one with this plugin): its ops infer the shapes the new
+    // nodes read, and validate the result.
     const values = inferShapes(runtime, graph);
     const nodes: GraphNode[] = [];
     const params = graph.params.map((t) => ({ ...t }));
@@ -188,7 +186,7 @@ export async function main(
   try {
     // #region save-load
     const runtime = createRuntime({ plugins: [layerScale()] }); // opset 1
-    const graph = runtime.pass('layer-scale.insert').run(mlp(runtime), { init: 0.5 });
+    const { graph } = runPass(runtime, 'layer-scale.insert', mlp(runtime), { init: 0.5 });
     const model = createModel(runtime, graph, { seed: 1 });
     await saveModel(model, join(dir, 'v1')); // the graph, opsets included, and the weights
     const loaded = await loadModel(runtime, join(dir, 'v1')); // a runtime with the plugin
@@ -211,7 +209,7 @@ export async function main(
     log(`opset 1 file, opset 2 plugin: same outputs ${String(same(await outputsOf(upgraded, x), expected))}`);
 
     // A file written with opset 2 needs it: the opset 1 plugin refuses it, naming the package.
-    const graphV2 = runtimeV2.pass('layer-scale.insert').run(mlp(runtimeV2), { bias: true });
+    const { graph: graphV2 } = runPass(runtimeV2, 'layer-scale.insert', mlp(runtimeV2), { bias: true });
     const modelV2 = createModel(runtimeV2, graphV2, { seed: 1 });
     models.push(modelV2);
     await saveModel(modelV2, join(dir, 'v2'));

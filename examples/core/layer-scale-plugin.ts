@@ -1,7 +1,10 @@
-// A complete dynn plugin: one op with a learnable parameter, one pass that inserts it, and the
-// plugin object that bundles them. docs/plugins.md walks through this file; CI runs `main()`.
+// A complete dynn plugin: one op with a learnable parameter and a channel declaration, one pass
+// that inserts it, and the plugin object that bundles them. docs/plugins.md walks through this file;
+// CI runs `main()`.
 import {
+  applyPass,
   type BackendName,
+  channelGroups,
   createModel,
   createRuntime,
   defineOp,
@@ -11,6 +14,10 @@ import {
   type Graph,
   GraphBuilder,
   type GraphNode,
+  inputTensor,
+  outputTensor,
+  paramTensor,
+  runPass,
   useBackend,
 } from '@dynn/core';
 import * as tf from '@tensorflow/tfjs-core';
@@ -38,9 +45,28 @@ export const scaleOp = defineOp<ScaleAttrs>({
   },
   forward: (ctx, [x]) => [tf.mul(x!, ctx.params.gamma!)],
   flops: (_, [x]) => x!.reduce((a, b) => a * b, 1),
+  // #region channels
+  // Channel c of the input, of gamma and of the output are one channel: pruning the Dense before
+  // this Scale removes gamma's entry too. The other axes (time...) pass through unchanged.
+  channels(_, [x], [y]) {
+    const last = x!.shape.length - 1;
+    return {
+      spaces: { c: x!.shape[last] as number },
+      axes: [
+        { tensor: inputTensor(0), axis: last, space: 'c' },
+        { tensor: paramTensor('gamma'), axis: 0, space: 'c' },
+        { tensor: outputTensor(0), axis: y!.shape.length - 1, space: 'c' },
+      ],
+    };
+  },
+  // #endregion channels
 });
 
-/** Inserts a Scale after every `core.Dense` node: a pure function from graph to graph. */
+/**
+ * Inserts a Scale after every `core.Dense` node: a pure function from graph to graph. It makes no
+ * weight (the new scales start at `init`) and needs neither the runtime nor the weights, so its
+ * `run` leaves out the third argument, the context.
+ */
 export const insertScales = definePass<{ init?: number }>({
   name: 'layer-scale.insert',
   description: 'Inserts a learned per-channel scale after every Dense layer.',
@@ -85,14 +111,15 @@ export const layerScale = () =>
 export async function main(
   backend: BackendName = 'wasm',
   log: (line: string) => void = console.log,
-): Promise<{ accuracy: number; flops: number }> {
+): Promise<{ accuracy: number; flops: number; params: { before: number; after: number } }> {
   await useBackend(backend);
   const runtime = createRuntime({ plugins: [layerScale()] });
   const b = new GraphBuilder(runtime);
   const x = b.input('x', 'float32', ['batch', 4]);
   const h = b.add('core.Dense', x, { units: 16, activation: 'relu' }, { name: 'hidden' });
   const logits = b.add('core.Dense', h, { units: 2 }, { name: 'head' });
-  const graph = runtime.pass('layer-scale.insert').run(b.build({ logits }), { init: 0.5 });
+  // runPass runs a pass of the runtime and checks its graph against the runtime's ops.
+  const { graph } = runPass(runtime, 'layer-scale.insert', b.build({ logits }), { init: 0.5 });
 
   // A toy task: is the sum of the features positive?
   const features = tf.randomNormal([256, 4], 0, 1, 'float32', 3);
@@ -107,7 +134,22 @@ export async function main(
   log(
     `training accuracy ${(accuracy * 100).toFixed(1)}%, ${report!.flops} FLOPs for ${report!.batchSize} rows`,
   );
+  // #region prune
+  // Thanks to Scale's channel declaration, the hidden layer's units and their scales form one
+  // group, which the core's passes can shrink like any other.
+  const { groups } = channelGroups(runtime, graph);
+  const hiddenUnits = groups.find((g) => g.params.some((p) => p.name === 'hidden_scale/gamma'))!;
+  const smaller = applyPass(model, 'core.remove-channels', { group: hiddenUnits.id, channels: [0, 1, 2, 3] });
+  log(
+    `channel group ${hiddenUnits.id}: ${hiddenUnits.params.map((p) => `${p.name} axis ${p.axis}`).join(', ')}`,
+  );
+  log(
+    `without 4 of its ${hiddenUnits.size} channels: ${smaller.paramCount} of ${model.paramCount} parameters`,
+  );
+  // #endregion prune
+  const params = { before: model.paramCount, after: smaller.paramCount };
   tf.dispose([features, labels, ...Object.values(outputs)]);
+  smaller.dispose();
   model.dispose();
-  return { accuracy, flops: report!.flops };
+  return { accuracy, flops: report!.flops, params };
 }

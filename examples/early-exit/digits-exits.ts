@@ -9,13 +9,13 @@ import {
   createRuntime,
   fit,
   GraphBuilder,
+  runPass,
   shuffledIndices,
   useBackend,
 } from '@dynn/core';
 import { loadDigits } from '@dynn/datasets';
 import {
   earlyExit,
-  insertExits,
   multiExitObjective,
   pickOperatingPoint,
   runOptionsFor,
@@ -75,7 +75,11 @@ export async function main(
   const backbone = builder.build({
     logits: builder.add('core.Dense', h, { units: 10 }, { name: 'classifier' }),
   });
-  const graph = insertExits(backbone, { at: ['hidden1', 'hidden2', 'hidden3'], head: 'linear', classes: 10 });
+  const { graph } = runPass(runtime, 'early-exit.insert-exits', backbone, {
+    at: ['hidden1', 'hidden2', 'hidden3'],
+    head: 'linear',
+    classes: 10,
+  });
   const model = createModel(runtime, graph, { seed: 1 });
 
   // Joint training: every exit's cross-entropy plus the final one's, the final output distilled into the exits.

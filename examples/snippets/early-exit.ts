@@ -1,12 +1,19 @@
 // Early exits in brief, on the UCI digits: insert exits into an MLP, train them with the final
 // classifier, run with an exit criterion, then calibrate the threshold. docs/early-exit.md and
 // docs/packages/early-exit.md quote its regions; CI runs `main()` on wasm and cpu.
-import { type BackendName, createModel, createRuntime, fit, GraphBuilder, useBackend } from '@dynn/core';
+import {
+  type BackendName,
+  createModel,
+  createRuntime,
+  fit,
+  GraphBuilder,
+  runPass,
+  useBackend,
+} from '@dynn/core';
 import { loadDigits } from '@dynn/datasets';
 import {
   earlyExit,
   exitRunOptions,
-  insertExits,
   multiExitObjective,
   pickOperatingPoint,
   runOptionsFor,
@@ -44,8 +51,13 @@ export async function main(
   const hidden1 = b.add('core.Dense', pixels, { units: 32, activation: 'relu' }, { name: 'hidden1' });
   const hidden2 = b.add('core.Dense', hidden1, { units: 64, activation: 'relu' }, { name: 'hidden2' });
   const backbone = b.build({ logits: b.add('core.Dense', hidden2, { units: 10 }, { name: 'classifier' }) });
-  // A pure pass: an exit (pooled features, then a dense layer to 10 logits) after each hidden layer.
-  const graph = insertExits(backbone, { at: ['hidden1', 'hidden2'], head: 'linear', classes: 10 });
+  // A pass of the plugin: an exit (pooled features, then a dense layer to 10 logits) after each
+  // hidden layer. The input graph stays as it was.
+  const { graph } = runPass(runtime, 'early-exit.insert-exits', backbone, {
+    at: ['hidden1', 'hidden2'],
+    head: 'linear',
+    classes: 10,
+  });
   const model = createModel(runtime, graph, { seed: 1 });
   // #endregion insert
 

@@ -9,10 +9,12 @@ import {
   isDynnError,
   type Model,
   type RunResult,
+  runPass,
   useBackend,
+  type WeightedGraph,
 } from '@dynn/core';
 import { type Digits, loadDigits } from '@dynn/datasets';
-import { earlyExit, exitRunOptions, insertExits } from '@dynn/early-exit';
+import { earlyExit, exitRunOptions, type InsertExitsOptions } from '@dynn/early-exit';
 import { type SeededOptions, seededNormal } from '@dynn/testing';
 import type * as tf from '@tensorflow/tfjs-core';
 
@@ -23,8 +25,12 @@ export async function main(): Promise<number> {
   const x = b.input('pixels', 'float32', ['batch', 64]);
   const h = b.add('core.Dense', x, { units: 8, activation: 'relu' }, { name: 'hidden1' });
   const backbone: Graph = b.build({ logits: b.add('core.Dense', h, { units: 10 }) });
-  const graph: Graph = insertExits(backbone, { at: ['hidden1'], head: 'linear', classes: 10 });
-  const model: Model = createModel(runtime, graph, { seed: 1 });
+  const withExits: WeightedGraph = runPass<InsertExitsOptions>(runtime, 'early-exit.insert-exits', backbone, {
+    at: ['hidden1'],
+    head: 'linear',
+    classes: 10,
+  });
+  const model: Model = createModel(runtime, withExits.graph, { seed: 1 });
   const digits: Digits = await loadDigits();
   const options: SeededOptions = { seed: 1 };
   // The app's tf.Tensor is the type dynn's declarations use: one tfjs-core.

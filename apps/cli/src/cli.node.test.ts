@@ -81,8 +81,22 @@ describe('dynn, the built binary', () => {
     expect(inspection.nodes.map((n: { name: string }) => n.name)).toEqual(['dense1', 'dense2', 'classifier']);
     expect(inspection.totalParams).toBe(784 * 512 + 512 + 512 * 512 + 512 + 512 * 10 + 10);
     expect(inspection.nodes[0].flops).toBeGreaterThanOrEqual(2 * 784 * 512);
+    // The hidden layers' units can shrink; the input's pixels and the classes cannot.
+    expect(
+      inspection.channelGroups.map((g: { size: number; fixed: number; layers: string[] }) => [
+        g.size,
+        g.fixed,
+        g.layers,
+      ]),
+    ).toEqual([
+      [784, 784, ['dense1']],
+      [512, 0, ['dense1', 'dense2']],
+      [512, 0, ['dense2', 'classifier']],
+      [10, 10, ['classifier']],
+    ]);
     const text = await runDynn(['inspect', join(dir, 'mlp', 'model.json')]);
     expect(text.out).toContain('| dense1 | core.Dense | [batch, 512] |');
+    expect(text.out).toContain("| 0 | 784 | 784 | dense1 | graph input 'pixels' (axis 1) cannot change |");
   });
 
   it('inspect names a missing file', async () => {

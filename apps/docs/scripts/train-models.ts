@@ -34,13 +34,13 @@ import {
   GraphBuilder,
   type Model,
   type Runtime,
+  runPass,
   saveModel,
   useBackend,
 } from '@dynn/core';
 import { FASHION_MNIST_CLASS_NAMES, type ImageSplit, loadFashionMnist } from '@dynn/data-fashion-mnist';
 import {
   earlyExit,
-  insertExits,
   multiExitObjective,
   pickOperatingPoint,
   runOptionsFor,
@@ -184,11 +184,10 @@ async function trainEarlyExitModel(
   const runtime = createRuntime({ plugins: [earlyExit()] });
   // The last block runs at 3x3 without pooling and holds much of the compute, as the deep end of
   // a real network does: what the exits save.
-  const graph = insertExits(cnnGraph(runtime, [8, 32, 64, 128], 1), {
+  const { graph } = runPass(runtime, 'early-exit.insert-exits', cnnGraph(runtime, [8, 32, 64, 128], 1), {
     at: ['pool1', 'pool2', 'pool3'],
     head: 'mlp',
     classes: 10,
-    runtime,
   });
   const model = createModel(runtime, graph, { seed: SEED });
   let baseline: Model | undefined;

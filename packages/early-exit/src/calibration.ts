@@ -25,7 +25,7 @@ export interface ExitSweep {
   criterion: Exclude<ExitCriterion, 'none'>;
   /** The exit nodes, in exit order. */
   exits: string[];
-  /** The network without exits (see `removeExits`): every row to the final output, no exit head computed. */
+  /** The network without exits (see `staticModel`): every row to the final output, no exit head computed. */
   full: ParetoPoint;
   /** Every threshold swept, in the order given, shared by all exits. */
   points: ParetoPoint[];
@@ -399,7 +399,7 @@ export function pickOperatingPoint(sweep: ExitSweep, constraint: OperatingConstr
 
 /**
  * The run options that run a model at a sweep's operating point. For the `full` point (exits off)
- * the multi-exit model still computes its exit heads; the static network is `removeExits`.
+ * the multi-exit model still computes its exit heads; the static network is `staticModel(model)`.
  */
 export function runOptionsFor(sweep: ExitSweep, point: ParetoPoint): RunOptions {
   if (point.threshold === null) return exitRunOptions({ criterion: 'none' });

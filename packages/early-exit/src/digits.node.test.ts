@@ -4,6 +4,7 @@ import {
   fit,
   GraphBuilder,
   type Model,
+  runPass,
   shuffledIndices,
   useBackend,
 } from '@dynn/core';
@@ -13,7 +14,6 @@ import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { staticModel } from './add-exits.js';
 import { pickOperatingPoint, runOptionsFor, sweepExits } from './calibration.js';
-import { insertExits } from './insert-exits.js';
 import { slowdownAttack } from './slowdown.js';
 import { runtime } from './test-models.js';
 import { multiExitObjective } from './training.js';
@@ -63,7 +63,7 @@ describe('early exits on the UCI digits (real data)', () => {
     const backbone = builder.build({
       logits: builder.add('core.Dense', h, { units: 10 }, { name: 'classifier' }),
     });
-    const graph = insertExits(backbone, { every: 1 });
+    const { graph } = runPass(runtime, 'early-exit.insert-exits', backbone, { every: 1 });
     model = createModel(runtime, graph, { seed: 1 });
     const optimizer = tf.train.adam(3e-3);
     await fit(model, train, {

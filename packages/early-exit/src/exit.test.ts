@@ -375,7 +375,7 @@ describeEachBackend('early-exit.Exit on sequences [batch, time, d]', () => {
       error = e;
     }
     expect(isDynnError(error) && error.code).toBe('INVALID_OPTION');
-    expect((error as Error).message).toMatch(/positions 'all'.*lastPositionExits/);
+    expect((error as Error).message).toMatch(/positions 'all'.*early-exit.last-position/);
     expect(tf.memory().numTensors).toBe(before);
     // In training no row leaves, so the options are only checked.
     const trained = await runOp(exitOp, {

@@ -262,7 +262,7 @@ function exitChannels(attrs: ExitAttrs, inputs: readonly ValueInfo[]): OpChannel
  * The criterion comes from the run options (see {@link readExitOptions}); without them no row
  * leaves and every output equals the model's without exits. Rows leave in inference only, and
  * only where an exit gives one answer per row: an exit with `positions: 'all'` on a sequence
- * refuses a criterion (`INVALID_OPTION`); serve such a graph with `lastPositionExits`.
+ * refuses a criterion (`INVALID_OPTION`); serve such a graph after the pass `early-exit.last-position` (`lastPositionModel`).
  *
  * Op-set 1 exits re-emitted earlier exits' outputs (attribute `carried`, read after `state`);
  * the executor now keeps every requested output for the rows it was computed on, so version 2
@@ -372,7 +372,7 @@ export const exitOp = defineOp<ExitAttrs>({
     if (h!.rank === 3 && ctx.attrs.positions === 'all') {
       throw new DynnError(
         'INVALID_OPTION',
-        `Exit '${ctx.node.name}' gives logits for every position of its sequence (positions 'all'), so a row cannot leave on them (criterion '${options.criterion}'). Serve with positions 'last': lastPositionExits(graph) or lastPositionModel(model).`,
+        `Exit '${ctx.node.name}' gives logits for every position of its sequence (positions 'all'), so a row cannot leave on them (criterion '${options.criterion}'). Serve with positions 'last': the pass 'early-exit.last-position' (lastPositionModel(model)).`,
         { node: ctx.node.name, op: EXIT_OP },
       );
     }

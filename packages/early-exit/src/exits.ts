@@ -1,6 +1,14 @@
-import { DynnError, type Graph, type GraphNode, resolveAttrs } from '@dynn/core';
+import {
+  DynnError,
+  definePass,
+  type Graph,
+  type Model,
+  type PassContext,
+  resolveAttrs,
+  tensorOwners,
+} from '@dynn/core';
 import { EARLY_EXIT_PLUGIN, EXIT_OP, EXIT_OUTPUT, type ExitAttrs, exitOp } from './exit.js';
-import { headParams } from './exit-head.js';
+import { requireExitOp } from './insert-exits.js';
 
 /** One exit of a graph, as {@link describeExits} finds it. */
 export interface ExitInfo {
@@ -53,47 +61,49 @@ export function exitOutputsOf(graph: Graph): ExitInfo[] {
   return exits;
 }
 
-/** Names of the parameters an exit node owns or shares (its head and halting head). */
-function exitParamNames(node: GraphNode): string[] {
-  const attrs = resolveAttrs(exitOp, node.attrs, node.name);
-  // Parameter names depend on the attributes only: any feature size gives the same names.
-  return headParams(attrs, { features: 1, layout: 'vector', positions: 1 }).map(
-    (spec) => spec.shared ?? `${node.name}/${spec.name}`,
-  );
-}
-
 /**
  * A `trainable` filter for `fit` that trains only the exits' parameters: retrofit mode
- * (EE-Tuning), where a trained backbone stays frozen and only the exit heads learn. Shared heads
- * count as exit parameters, so a head (and norm) the exits share with the network's own output
- * trains too.
+ * (EE-Tuning), where a trained backbone stays frozen and only the exit heads learn. A parameter
+ * belongs to the exits when an exit node declares it (read from the ops' declarations with
+ * `tensorOwners`, not from its name). Shared heads count as exit parameters, so a head (and
+ * norm) the exits share with the network's own output trains too. Takes a model, or any
+ * `{ runtime, graph }` whose runtime compiles the graph.
  *
  * @example
  * ```ts
- * await fit(model, data, { loss: multiExitObjective(), trainable: exitParamFilter(model.graph) });
+ * await fit(model, data, { loss: multiExitObjective(), trainable: exitParamFilter(model) });
  * ```
  */
-export function exitParamFilter(graph: Graph): (paramName: string) => boolean {
-  const names = new Set(graph.nodes.filter((node) => node.op === EXIT_OP).flatMap(exitParamNames));
+export function exitParamFilter(model: Pick<Model, 'runtime' | 'graph'>): (paramName: string) => boolean {
+  const owners = tensorOwners(model.runtime, model.graph);
+  const names = new Set(
+    model.graph.params.map((t) => t.name).filter((name) => owners.get(name)?.some((o) => o.op === EXIT_OP)),
+  );
   return (paramName) => names.has(paramName);
 }
 
 /**
- * The graph without its exits (the inverse of the insert pass): each exit's features go straight
- * to its readers again, and the exits' outputs, parameters and op set are dropped. Parameters
- * the exits share with a node that stays (`<node>/kernel` of the output head they share) stay. A
- * model of it is the static network (`createModel(runtime, removeExits(graph), { weights })` with
- * the multi-exit model's weights): the baseline a dynamic run is measured against.
+ * The pass `early-exit.remove-exits`, the inverse of `early-exit.insert-exits`: each exit's
+ * features go straight to its readers again, and the exits' outputs and op set are dropped, with
+ * the parameters and state only exits declare (read with `tensorOwners`). Tensors the exits share
+ * with a node that stays (the output head they share) stay. It takes no option and makes no
+ * weight: the result with the multi-exit model's weights is the static network, the baseline a
+ * dynamic run is measured against (see `staticModel`).
+ *
+ * @example
+ * ```ts
+ * const { graph, weights } = runPass(model.runtime, 'early-exit.remove-exits', model, {});
+ * const backbone = createModel(model.runtime, graph, { weights });
+ * ```
  */
-export function removeExits(graph: Graph): Graph {
+export function removeExits(graph: Graph, _options: Record<string, never>, context: PassContext): Graph {
+  requireExitOp(context.runtime, 'early-exit.remove-exits');
+  const owners = tensorOwners(context.runtime, graph);
+  const exitOnly = (name: string) => owners.get(name)?.every((o) => o.op === EXIT_OP) ?? false;
   const exits = graph.nodes.filter((node) => node.op === EXIT_OP);
   // Each exit's features value takes back the name the exit passed it on under.
   const renamed = new Map(exits.map((node) => [node.inputs[0]!, node.outputs[EXIT_OUTPUT.features]!]));
   const exitValues = new Set(exits.flatMap((node) => node.outputs.slice(EXIT_OUTPUT.logits)));
-  const staying = new Set(graph.nodes.filter((node) => node.op !== EXIT_OP).map((node) => node.name));
-  const isExitParam = exitParamFilter(graph);
-  const exitParams = (name: string) =>
-    isExitParam(name) && !staying.has(name.slice(0, name.lastIndexOf('/')));
   const rename = (name: string) => renamed.get(name) ?? name;
   const { [EARLY_EXIT_PLUGIN.domain]: _, ...opsets } = graph.opsets;
   return {
@@ -104,7 +114,14 @@ export function removeExits(graph: Graph): Graph {
     nodes: graph.nodes
       .filter((node) => node.op !== EXIT_OP)
       .map((node) => ({ ...node, inputs: node.inputs.map(rename), outputs: node.outputs.map(rename) })),
-    params: graph.params.filter((t) => !exitParams(t.name)).map((t) => ({ ...t })),
-    state: graph.state.map((t) => ({ ...t })),
+    params: graph.params.filter((t) => !exitOnly(t.name)).map((t) => ({ ...t })),
+    state: graph.state.filter((t) => !exitOnly(t.name)).map((t) => ({ ...t })),
   };
 }
+
+/** The pass `early-exit.remove-exits` ({@link removeExits}), provided by `earlyExit()`. */
+export const removeExitsPass = definePass<Record<string, never>>({
+  name: 'early-exit.remove-exits',
+  description: 'Removes the early exits of a graph, with the tensors only they declare.',
+  run: removeExits,
+});

@@ -1,11 +1,11 @@
 /**
  * @dynn/early-exit: multi-exit networks whose confident rows stop computing. The op
- * `early-exit.Exit`, the pass `early-exit.insert-exits`, multi-exit training objectives, budget
- * calibration, and the serving form of sequence models trained on every position. See the
- * package README.
+ * `early-exit.Exit`, the passes `early-exit.insert-exits`, `early-exit.remove-exits` and
+ * `early-exit.last-position` (the serving form of sequence models trained on every position),
+ * multi-exit training objectives and budget calibration. See the package README.
  */
 export type { AddExitsOptions } from './add-exits.js';
-export { addExits, staticModel } from './add-exits.js';
+export { addExits, lastPositionModel, staticModel } from './add-exits.js';
 export type { ExitSweep, OperatingConstraint, ParetoPoint, SweepOptions } from './calibration.js';
 export { paretoFront, pickOperatingPoint, runOptionsFor, sweepExits } from './calibration.js';
 export type { ExitAttrs, ExitOutputActivation } from './exit.js';
@@ -13,11 +13,10 @@ export { EARLY_EXIT_PLUGIN, EXIT_OP, EXIT_OUTPUT, exitDecision, exitOp } from '.
 export type { ExitHeadKind, ExitPooling, ExitPositions } from './exit-head.js';
 export { EXIT_HEADS, EXIT_POOLINGS, stopGradient } from './exit-head.js';
 export type { ExitInfo } from './exits.js';
-export { describeExits, exitOutputsOf, exitParamFilter, removeExits } from './exits.js';
+export { describeExits, exitOutputsOf, exitParamFilter, removeExits, removeExitsPass } from './exits.js';
 export type { InsertExitsOptions } from './insert-exits.js';
 export { insertExits, insertExitsPass } from './insert-exits.js';
-export type { LastPositionOptions } from './last-position.js';
-export { lastPositionExits, lastPositionModel } from './last-position.js';
+export { lastPositionExits, lastPositionPass } from './last-position.js';
 export type { EarlyExitRunOptions, ExitCriterion, ResolvedExitOptions } from './options.js';
 export { EARLY_EXIT_OPTIONS, EXIT_CRITERIA, exitRunOptions, readExitOptions } from './options.js';
 export type { ParetoSvgOptions } from './pareto-svg.js';

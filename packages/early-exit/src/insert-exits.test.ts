@@ -6,6 +6,7 @@ import {
   importLayersModel,
   isDynnError,
   loadModel,
+  runPass,
   saveModel,
 } from '@dynn/core';
 import { describeEachBackend, expectClose, guardLeaks, seededUniform } from '@dynn/testing';
@@ -13,10 +14,10 @@ import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { expect, it } from 'vitest';
 import { addExits, staticModel } from './add-exits.js';
-import { describeExits, removeExits } from './exits.js';
+import { describeExits, exitParamFilter } from './exits.js';
 import { insertExits } from './insert-exits.js';
 import { exitRunOptions } from './options.js';
-import { chainGraph, runtime } from './test-models.js';
+import { chainGraph, graphWithExits, runtime } from './test-models.js';
 
 /** An MLP: x [batch, 6] -> d1, d2, d3 (8 units, relu) -> out (4 logits). */
 function mlpGraph(): Graph {
@@ -87,9 +88,12 @@ describeEachBackend('early-exit.insert-exits', () => {
   it('inserts chained exits into a Sequential MLP; exits off, the outputs are bit-identical', async () => {
     const graph = mlpGraph();
     const before = JSON.stringify(graph);
-    const withExits = runtime.pass('early-exit.insert-exits').run(graph, { every: 1 }) as Graph;
+    const inserted = runPass(runtime, 'early-exit.insert-exits', graph, { every: 1 });
+    const withExits = inserted.graph;
     expect(JSON.stringify(graph)).toBe(before);
-    expect(withExits.opsets).toEqual({ core: 1, 'early-exit': 2 });
+    // The pass makes no weight: the new heads are initialised when a model is made.
+    expect(inserted.weights.size).toBe(0);
+    expect(withExits.opsets).toEqual({ core: 2, 'early-exit': 2 });
     expect(withExits.outputs.map((o) => o.name)).toEqual(['logits', 'exit0', 'exit1', 'exit2']);
     expect(withExits.outputs[1]).toEqual({ name: 'exit0', dtype: 'float32', shape: ['batch', 4] });
     const exits = describeExits(withExits);
@@ -101,10 +105,10 @@ describeEachBackend('early-exit.insert-exits', () => {
       ['exit1', 'exit2'],
       ['exit2'],
     ]);
-    expect(describeExits(insertExits(graph, { every: 2 })).map((e) => e.node)).toEqual(['exit0']);
+    expect(describeExits(graphWithExits(graph, { every: 2 })).map((e) => e.node)).toEqual(['exit0']);
 
     // Removing the exits gives back the graph.
-    expect(removeExits(withExits)).toEqual(graph);
+    expect(runPass(runtime, 'early-exit.remove-exits', withExits, {}).graph).toEqual(graph);
     const original = createModel(runtime, graph, { seed: 1 });
     const model = addExits(original, { every: 1 });
     expect(model.graph).toEqual(withExits);
@@ -126,7 +130,7 @@ describeEachBackend('early-exit.insert-exits', () => {
   });
 
   it("loads and runs an op-set 1 model file, whose exits carried the earlier exits' outputs", async () => {
-    const model = createModel(runtime, insertExits(mlpGraph(), { every: 1, halting: true }), { seed: 7 });
+    const model = createModel(runtime, graphWithExits(mlpGraph(), { every: 1, halting: true }), { seed: 7 });
     let saved: tf.io.ModelArtifacts | undefined;
     await saveModel(
       model,
@@ -167,21 +171,20 @@ describeEachBackend('early-exit.insert-exits', () => {
 
   it('inserts exits into an imported residual Keras CNN after whole blocks', async () => {
     const keras = residualCnn();
-    // A runtime without the early-exit plugin: addExits adds it.
-    const original = await importLayersModel(createRuntime(), await artifactsOf(keras));
+    const original = await importLayersModel(runtime, await artifactsOf(keras));
     keras.dispose();
-    const withExits = insertExits(original.graph, { every: 1, head: 'conv', convFilters: 2 });
+    const withExits = graphWithExits(original.graph, { every: 1, head: 'conv', convFilters: 2 });
     // Never inside a residual block: after c1 (the first block's input), after the first block's
     // activation and after the second block's merge (conv heads need an image)...
     const exits = describeExits(withExits);
     expect(exits.map((e) => attachedTo(withExits, e.node))).toEqual(['c1', 'act', 'res2']);
     expect(exits.map((e) => e.attrs.outputActivation)).toEqual(['softmax', 'softmax', 'softmax']);
     // ... or, for linear heads, after the pooled second block.
-    const linear = insertExits(original.graph, { every: 1 });
+    const linear = graphWithExits(original.graph, { every: 1 });
     expect(describeExits(linear).map((e) => attachedTo(linear, e.node))).toEqual(['c1', 'act', 'pool']);
 
     const model = addExits(original, { every: 1, head: 'conv', convFilters: 2 });
-    expect(model.runtime.hasOp('early-exit.Exit')).toBe(true);
+    expect(model.runtime).toBe(original.runtime);
     const x = seededUniform([4, 6, 6, 2], { seed: 5 });
     const expected = await original.predict(x);
     const { outputs } = await model.run(x);
@@ -199,7 +202,7 @@ describeEachBackend('early-exit.insert-exits', () => {
   });
 
   it('lets every exit share one output head', async () => {
-    const withExits = insertExits(mlpGraph(), {
+    const withExits = graphWithExits(mlpGraph(), {
       at: ['d1', 'd3'],
       head: 'shared',
       sharedHead: 'lm',
@@ -216,6 +219,16 @@ describeEachBackend('early-exit.insert-exits', () => {
       'lm/kernel',
       'lm/bias',
     ]);
+    // Only the exits declare the shared head: they train it, and removing them drops it.
+    expect([...model.params.keys()].filter(exitParamFilter(model))).toEqual([
+      'lm/kernel',
+      'lm/bias',
+      'exit0/haltKernel',
+      'exit0/haltBias',
+      'exit1/haltKernel',
+      'exit1/haltBias',
+    ]);
+    expect(runPass(runtime, 'early-exit.remove-exits', withExits, {}).graph).toEqual(mlpGraph());
     const x = seededUniform([3, 6], { seed: 6 });
     const { outputs } = await model.run(x, { outputs: ['exit0', 'exit1'] });
     // Both exits apply the one shared kernel and bias to their own features.
@@ -255,15 +268,36 @@ describeEachBackend('early-exit.insert-exits', () => {
     for (const [options, message] of bad) {
       let error: unknown;
       try {
-        insertExits(graph, options);
+        runPass(runtime, 'early-exit.insert-exits', graph, options);
       } catch (e) {
         error = e;
       }
       expect(isDynnError(error), `${JSON.stringify(options)}: ${String(error)}`).toBe(true);
       expect((error as Error).message).toMatch(message);
     }
-    expect(() => insertExits(insertExits(graph, { at: ['b1'] }), { at: ['b2'] })).toThrow(
+    expect(() => graphWithExits(graphWithExits(graph, { at: ['b1'] }), { at: ['b2'] })).toThrow(
       /already has exits/,
     );
+  });
+
+  it('needs a runtime with the early-exit plugin, and says how to make one', () => {
+    const plain = createRuntime();
+    const model = createModel(plain, mlpGraph(), { seed: 3 });
+    const fix = /createRuntime\(\{ plugins: \[earlyExit\(\)\] \}\)/;
+    for (const attempt of [
+      () => addExits(model, { every: 1 }),
+      () => staticModel(model),
+      () => insertExits(model.graph, { every: 1 }, { runtime: plain, weights: new Map() }),
+    ]) {
+      let error: unknown;
+      try {
+        attempt();
+      } catch (e) {
+        error = e;
+      }
+      expect(isDynnError(error, 'UNKNOWN_OP'), String(error)).toBe(true);
+      expect((error as Error).message).toMatch(fix);
+    }
+    model.dispose();
   });
 });

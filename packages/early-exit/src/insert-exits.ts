@@ -2,22 +2,20 @@ import {
   type Attrs,
   addTensor,
   BATCH,
-  createRuntime,
   type Dim,
   DynnError,
   definePass,
-  definePlugin,
   type Graph,
   type GraphNode,
   inferShapes,
   nodeTensorSpecs,
-  type Plugin,
+  type PassContext,
   type Runtime,
   type TensorInfo,
   type ValueInfo,
   validateGraph,
 } from '@dynn/core';
-import { EARLY_EXIT_PLUGIN, EXIT_OP, type ExitAttrs, type ExitOutputActivation, exitOp } from './exit.js';
+import { EARLY_EXIT_PLUGIN, EXIT_OP, type ExitAttrs, type ExitOutputActivation } from './exit.js';
 import {
   EXIT_HEADS,
   EXIT_POOLINGS,
@@ -68,8 +66,6 @@ export interface InsertExitsOptions {
   halting?: boolean;
   /** The graph output the exits answer for (default: the graph's first output). */
   output?: string;
-  /** Runtime whose ops the graph uses (default: the core ops); needed for graphs with plugin ops. */
-  runtime?: Runtime;
 }
 
 function invalid(message: string): DynnError {
@@ -224,15 +220,22 @@ function attachPoints(
   return [...chosen].sort((a, b) => a - b);
 }
 
-/** The runtime of a graph with exits: the given plugins plus the exit op. */
-export function runtimeWithExits(runtime: Runtime): Runtime {
-  const exits: Plugin = definePlugin({ ...EARLY_EXIT_PLUGIN, ops: [exitOp] });
-  const others = runtime.plugins.filter((p) => p.domain !== 'core' && p.domain !== EARLY_EXIT_PLUGIN.domain);
-  return createRuntime({ plugins: [...others, exits] });
+/**
+ * @internal Throws `UNKNOWN_OP` unless `runtime` provides the exit op (the early-exit plugin):
+ * `what` names the function or pass that needs it.
+ */
+export function requireExitOp(runtime: Runtime, what: string): void {
+  if (runtime.hasOp(EXIT_OP)) return;
+  throw new DynnError(
+    'UNKNOWN_OP',
+    `${what} needs the op '${EXIT_OP}', which the runtime lacks: create the runtime with createRuntime({ plugins: [earlyExit()] }) (earlyExit from @dynn/early-exit).`,
+    { op: EXIT_OP },
+  );
 }
 
 /**
- * Inserts exits into a graph (a pure function: the input graph is not changed). Each chosen node
+ * The pass `early-exit.insert-exits`: inserts exits into a graph (the input graph is not changed).
+ * Each chosen node
  * gets a new output name and the exit takes over the old one as its pass-through output, so no
  * reader needs rewiring and, with criterion `none`, every output equals the original's exactly.
  * Successive exits chain their patience state; each exit's logits become a graph output `exit<k>`
@@ -240,11 +243,24 @@ export function runtimeWithExits(runtime: Runtime): Runtime {
  *
  * The output the exits answer for is `[batch, classes]`, or `[batch, time, classes]` for a
  * sequence model trained on every position (exits then read `[batch, time, d]` features of the
- * same length, with `positions: 'all'`; `lastPositionExits` turns such a graph into the one that
- * serves, one prediction per row). Exits reading a sequence for a `[batch, classes]` output
- * answer from its last position (`positions: 'last'`).
+ * same length, with `positions: 'all'`; the pass `early-exit.last-position` turns such a graph into
+ * the one that serves, one prediction per row). Exits reading a sequence for a `[batch, classes]`
+ * output answer from its last position (`positions: 'last'`).
+ *
+ * `context.runtime` compiles the graph and must provide the exit op (create it with
+ * `createRuntime({ plugins: [earlyExit()] })`); the pass makes no weight: the new exit heads are
+ * initialised from their specs (see `applyPass`, or `addExits` for a model).
+ *
+ * @example
+ * ```ts
+ * const runtime = createRuntime({ plugins: [earlyExit()] });
+ * const { graph } = runPass(runtime, 'early-exit.insert-exits', backbone, { every: 2, head: 'mlp' });
+ * const model = createModel(runtime, graph);
+ * ```
  */
-export function insertExits(graph: Graph, options: InsertExitsOptions): Graph {
+export function insertExits(graph: Graph, options: InsertExitsOptions, context: PassContext): Graph {
+  const { runtime } = context;
+  requireExitOp(runtime, 'early-exit.insert-exits');
   if ((options.at === undefined) === (options.every === undefined)) {
     throw invalid("give exactly one of 'at' (node names) and 'every' (a count).");
   }
@@ -260,7 +276,6 @@ export function insertExits(graph: Graph, options: InsertExitsOptions): Graph {
   if (graph.nodes.some((node) => node.op === EXIT_OP)) {
     throw invalid('the graph already has exits; insert them into the graph without exits.');
   }
-  const runtime = options.runtime ?? createRuntime();
   const values = inferShapes(runtime, graph);
   const output = options.output ?? graph.outputs[0]!.name;
   const outputInfo = graph.outputs.find((o) => o.name === output);
@@ -298,7 +313,6 @@ export function insertExits(graph: Graph, options: InsertExitsOptions): Graph {
     };
   });
   const producer = graph.nodes.find((node) => node.outputs.includes(output));
-  const exitRuntime = runtimeWithExits(runtime);
   const nodes: GraphNode[] = [];
   const params: TensorInfo[] = graph.params.map((t) => ({ ...t }));
   const outputs: ValueInfo[] = graph.outputs.map((o) => ({ ...o, shape: [...o.shape] }));
@@ -346,7 +360,7 @@ export function insertExits(graph: Graph, options: InsertExitsOptions): Graph {
     nodes.push(exitNode);
 
     // Parameters depend on the features only.
-    for (const t of nodeTensorSpecs(exitRuntime, exitNode, [features]).params) addTensor(params, t.info);
+    for (const t of nodeTensorSpecs(runtime, exitNode, [features]).params) addTensor(params, t.info);
     rows.set(exit.index, exitRowsShape(features.shape, positions));
     outputs.push({ name: exit.logits, dtype: 'float32', shape: [...rows.get(exit.index)!, classes] });
   });
@@ -363,16 +377,16 @@ export function insertExits(graph: Graph, options: InsertExitsOptions): Graph {
     params,
     state: graph.state.map((t) => ({ ...t })),
   };
-  validateGraph(exitRuntime, result);
+  validateGraph(runtime, result);
   return result;
 }
 
 /**
- * The pass `early-exit.insert-exits`: {@link insertExits} as a pass of the plugin.
+ * The pass `early-exit.insert-exits` ({@link insertExits}), provided by `earlyExit()`.
  *
  * @example
  * ```ts
- * const withExits = runtime.pass('early-exit.insert-exits').run(graph, { every: 2, head: 'mlp' });
+ * const { graph } = runPass(runtime, 'early-exit.insert-exits', backbone, { every: 2, head: 'mlp' });
  * ```
  */
 export const insertExitsPass = definePass<InsertExitsOptions>({

@@ -1,14 +1,22 @@
-import { createModel, type Graph, GraphBuilder, isDynnError, Trainer } from '@dynn/core';
+import { createModel, type Graph, GraphBuilder, isDynnError, runPass, Trainer } from '@dynn/core';
 import { describeEachBackend, expectClose, guardLeaks, seededInts } from '@dynn/testing';
 import * as tf from '@tensorflow/tfjs-core';
 import { expect, it } from 'vitest';
-import { staticModel } from './add-exits.js';
-import { describeExits, removeExits } from './exits.js';
-import { insertExits } from './insert-exits.js';
-import { lastPositionExits, lastPositionModel } from './last-position.js';
+import { lastPositionModel, staticModel } from './add-exits.js';
+import { describeExits } from './exits.js';
 import { exitRunOptions } from './options.js';
-import { chainGraph, runtime, SEQUENCE, sequenceExitsGraph, sequenceGraph } from './test-models.js';
+import {
+  chainGraph,
+  graphWithExits,
+  runtime,
+  SEQUENCE,
+  sequenceExitsGraph,
+  sequenceGraph,
+} from './test-models.js';
 import { multiExitObjective } from './training.js';
+
+/** `graph` through the pass `early-exit.last-position`. */
+const lastPosition = (graph: Graph): Graph => runPass(runtime, 'early-exit.last-position', graph, {}).graph;
 
 /** Asserts two tensors hold exactly the same numbers. */
 async function expectIdentical(actual: tf.Tensor, expected: tf.Tensor): Promise<void> {
@@ -46,7 +54,8 @@ describeEachBackend('exits on a causal language model', () => {
     expect(describeExits(graph).map((e) => e.attrs.positions)).toEqual(['all', 'all']);
     // One output head for all exits: no parameter is added.
     expect(graph.params.map((p) => p.name)).toEqual(backbone.params.map((p) => p.name));
-    expect(removeExits(graph)).toEqual(backbone);
+    // The shared norm and head belong to nodes that stay: removing the exits keeps them.
+    expect(runPass(runtime, 'early-exit.remove-exits', graph, {}).graph).toEqual(backbone);
 
     const model = createModel(runtime, graph, { seed: 3 });
     const plain = staticModel(model);
@@ -57,7 +66,7 @@ describeEachBackend('exits on a causal language model', () => {
     tf.dispose([expected, ...Object.values(outputs)]);
 
     // An exit after the last block is the network's own output: the same norm, the same head.
-    const atEnd = insertExits(backbone, {
+    const atEnd = graphWithExits(backbone, {
       at: ['block3'],
       head: 'shared',
       sharedHead: 'head',
@@ -92,7 +101,7 @@ describeEachBackend('exits on a causal language model', () => {
   it('serve the last position with the trained weights unchanged', async () => {
     const graph = sequenceExitsGraph();
     const before = JSON.stringify(graph);
-    const serving = lastPositionExits(graph, { runtime });
+    const serving = lastPosition(graph);
     expect(JSON.stringify(graph)).toBe(before);
     expect(serving.outputs.map((o) => o.shape)).toEqual([
       ['batch', SEQUENCE.vocab],
@@ -126,7 +135,7 @@ describeEachBackend('exits on a causal language model', () => {
   });
 
   it('retire the rows they are sure about: later layers compute the others only', async () => {
-    const model = createModel(runtime, lastPositionExits(sequenceExitsGraph(), { runtime }), { seed: 10 });
+    const model = createModel(runtime, lastPosition(sequenceExitsGraph()), { seed: 10 });
     // A sharper shared head spreads the exits' confidences, so rows split clearly.
     const kernel = model.params.get('head/kernel')!;
     const sharper = tf.mul(kernel, 6);
@@ -183,14 +192,14 @@ describeEachBackend('exits on a causal language model', () => {
     }
     expect(isDynnError(error, 'INVALID_OPTION')).toBe(true);
     expect((error as Error).message).toMatch(
-      /Exit 'exit0' gives logits for every position.*lastPositionExits/,
+      /Exit 'exit0' gives logits for every position.*early-exit.last-position/,
     );
     tokens.dispose();
     model.dispose();
   });
 });
 
-it('lastPositionExits needs exits answering for a per-position output of a Dense head', () => {
+it('early-exit.last-position needs exits answering for a per-position output of a Dense head', () => {
   const softmaxHead = (): Graph => {
     const b = new GraphBuilder(runtime);
     const ids = b.input('tokens', 'int32', ['batch', 3]);
@@ -208,18 +217,18 @@ it('lastPositionExits needs exits answering for a per-position output of a Dense
   const cases: [Graph, RegExp][] = [
     [sequenceGraph(), /has no exits/],
     [
-      insertExits(chainGraph(), { at: ['b1'] }),
+      graphWithExits(chainGraph(), { at: ['b1'] }),
       /'logits', which is not a per-position output .* but \[batch, 3\]/,
     ],
     [
-      insertExits(softmaxHead(), { at: ['b1'] }),
+      graphWithExits(softmaxHead(), { at: ['b1'] }),
       /comes from node 'softmax' \(core\.Activation\); the head must be a core\.Dense/,
     ],
   ];
   for (const [graph, message] of cases) {
     let error: unknown;
     try {
-      lastPositionExits(graph, { runtime });
+      lastPosition(graph);
     } catch (e) {
       error = e;
     }

@@ -1,29 +1,21 @@
 import {
-  createRuntime,
   DynnError,
+  definePass,
   type Graph,
   type GraphNode,
   inferShapes,
-  type Model,
-  type Runtime,
+  type PassContext,
   validateGraph,
 } from '@dynn/core';
-import { modelWithWeightsOf } from './add-exits.js';
 import { EXIT_OP } from './exit.js';
 import { describeExits } from './exits.js';
-import { runtimeWithExits } from './insert-exits.js';
-
-/** Options of {@link lastPositionExits}. */
-export interface LastPositionOptions {
-  /** Runtime whose ops the graph uses (default: the core ops); needed for graphs with plugin ops. */
-  runtime?: Runtime;
-}
+import { requireExitOp } from './insert-exits.js';
 
 /** The op that takes the last position of the sequence the output head reads. */
 const TIME_STEP_OP = 'core.TimeStep';
 
 function invalid(message: string): DynnError {
-  return new DynnError('INVALID_GRAPH', `lastPositionExits: ${message}`);
+  return new DynnError('INVALID_GRAPH', `early-exit.last-position: ${message}`);
 }
 
 /** A name not in `taken` (`base`, else `base_1`, `base_2`...). */
@@ -34,23 +26,34 @@ function fresh(base: string, taken: ReadonlySet<string>): string {
 }
 
 /**
- * The serving graph of a sequence model trained with exits on every position (a pure function).
+ * The pass `early-exit.last-position`: the serving graph of a sequence model trained with exits
+ * on every position.
  * Training supervises every position: the output is `[batch, time, classes]` and exits have
  * `positions: 'all'`. Serving predicts one next token per row, a row being one context window:
  * every exit gets `positions: 'last'` (logits `[batch, classes]` from the last position, so a row
  * it is sure about leaves and skips every later layer), and the output head, a `core.Dense`,
  * reads the last position through a new `core.TimeStep` node (named `<head>/last`). No parameter
- * is added, renamed or reshaped: the trained weights serve unchanged (see
- * {@link lastPositionModel}).
+ * is added, renamed or reshaped: the trained weights serve unchanged (see `lastPositionModel`).
+ * It takes no option; `context.runtime` must provide the exit op.
  *
  * @example
  * ```ts
- * const training = insertExits(lm, { at: ['block1', 'block2'], head: 'shared', sharedHead: 'head' });
+ * const { graph } = runPass(runtime, 'early-exit.insert-exits', lm, {
+ *   at: ['block1', 'block2'],
+ *   head: 'shared',
+ *   sharedHead: 'head',
+ * });
  * // ... train on every position with multiExitObjective ...
- * const serving = lastPositionExits(training, { runtime });
+ * const serving = runPass(runtime, 'early-exit.last-position', graph, {}).graph;
  * ```
  */
-export function lastPositionExits(graph: Graph, options: LastPositionOptions = {}): Graph {
+export function lastPositionExits(
+  graph: Graph,
+  _options: Record<string, never>,
+  context: PassContext,
+): Graph {
+  const { runtime } = context;
+  requireExitOp(runtime, 'early-exit.last-position');
   const exits = describeExits(graph);
   if (exits.length === 0) {
     throw invalid("the graph has no exits; insert them with the 'early-exit.insert-exits' pass first.");
@@ -68,7 +71,6 @@ export function lastPositionExits(graph: Graph, options: LastPositionOptions = {
       `output '${output}' comes from node '${head.name}' (${head.op}); the head must be a core.Dense, which computes each position alike, so it can read the last position alone.`,
     );
   }
-  const runtime = runtimeWithExits(options.runtime ?? createRuntime());
   const valueNames = new Set([...graph.inputs.map((v) => v.name), ...graph.nodes.flatMap((n) => n.outputs)]);
   const last = fresh(`${head.inputs[0]!}/last`, valueNames);
   const timeStep: GraphNode = {
@@ -101,11 +103,10 @@ export function lastPositionExits(graph: Graph, options: LastPositionOptions = {
   return result;
 }
 
-/**
- * A new model of `lastPositionExits(model.graph)` holding copies of `model`'s weights: the
- * serving model of a sequence model trained with exits on every position. `model` is left as it
- * was. Compose with `staticModel` for the serving network without exits.
- */
-export function lastPositionModel(model: Model): Model {
-  return modelWithWeightsOf(model, lastPositionExits(model.graph, { runtime: model.runtime }));
-}
+/** The pass `early-exit.last-position` ({@link lastPositionExits}), provided by `earlyExit()`. */
+export const lastPositionPass = definePass<Record<string, never>>({
+  name: 'early-exit.last-position',
+  description:
+    'Serves a sequence model trained with exits on every position: exits and output head read the last position.',
+  run: lastPositionExits,
+});

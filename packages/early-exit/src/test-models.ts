@@ -1,11 +1,16 @@
 // Small models the tests of this package share. Not exported from the package.
-import { createModel, createRuntime, type Graph, GraphBuilder, type Model } from '@dynn/core';
+import { createModel, createRuntime, type Graph, GraphBuilder, type Model, runPass } from '@dynn/core';
 import * as tf from '@tensorflow/tfjs-core';
-import { insertExits } from './insert-exits.js';
+import type { InsertExitsOptions } from './insert-exits.js';
 import { earlyExit } from './plugin.js';
 
 /** A runtime with the early-exit plugin. */
 export const runtime = createRuntime({ plugins: [earlyExit()] });
+
+/** `graph` with exits inserted by the pass `early-exit.insert-exits` of {@link runtime}. */
+export function graphWithExits(graph: Graph, options: InsertExitsOptions): Graph {
+  return runPass(runtime, 'early-exit.insert-exits', graph, options).graph;
+}
 
 /** Features (and classes) of {@link chainGraph}. */
 export const CLASSES = 3;
@@ -58,7 +63,7 @@ export const ROWS = [
  * each exit are known in closed form.
  */
 export function handModel(options: { halting?: boolean } = {}): Model {
-  const graph = insertExits(chainGraph(), { at: ['b1', 'b2', 'b3'], halting: options.halting ?? false });
+  const graph = graphWithExits(chainGraph(), { at: ['b1', 'b2', 'b3'], halting: options.halting ?? false });
   const model = createModel(runtime, graph);
   const identity = tf.eye(CLASSES);
   for (const name of ['b1', 'b2', 'b3', 'b4']) model.params.get(`${name}/kernel`)!.assign(identity);
@@ -127,7 +132,7 @@ export function sequenceGraph(): Graph {
 
 /** {@link sequenceGraph} with exits after `block1` and `block2` sharing its norm and output head. */
 export function sequenceExitsGraph(): Graph {
-  return insertExits(sequenceGraph(), {
+  return graphWithExits(sequenceGraph(), {
     at: ['block1', 'block2'],
     head: 'shared',
     sharedHead: 'head',

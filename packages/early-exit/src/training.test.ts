@@ -3,8 +3,7 @@ import { describeEachBackend, expectClose, guardLeaks, seededInts, seededUniform
 import * as tf from '@tensorflow/tfjs-core';
 import { expect, it } from 'vitest';
 import { exitParamFilter } from './exits.js';
-import { insertExits } from './insert-exits.js';
-import { argMax, runtime, softmax } from './test-models.js';
+import { argMax, graphWithExits, runtime, softmax } from './test-models.js';
 import { multiExitObjective } from './training.js';
 
 const EXIT0 = [
@@ -64,7 +63,7 @@ function mlpWithExits(): Graph {
   let h = b.input('x', 'float32', ['batch', 4]);
   for (const name of ['d1', 'd2']) h = b.add('core.Dense', h, { units: 6, activation: 'relu' }, { name });
   const graph = b.build({ logits: b.add('core.Dense', h, { units: 3 }, { name: 'out' }) });
-  return insertExits(graph, { every: 1, head: 'mlp', hidden: 5, halting: true });
+  return graphWithExits(graph, { every: 1, head: 'mlp', hidden: 5, halting: true });
 }
 
 describeEachBackend('multiExitObjective', () => {
@@ -172,11 +171,11 @@ describeEachBackend('multiExitObjective', () => {
 
   it('trains only the exits in retrofit mode', async () => {
     const graph = mlpWithExits();
-    const trainable = exitParamFilter(graph);
+    const model = createModel(runtime, graph, { seed: 2 });
+    const trainable = exitParamFilter(model);
     const names = graph.params.map((p) => p.name);
     expect(names.filter(trainable)).toEqual(names.filter((n) => n.startsWith('exit')));
     expect(names.filter(trainable)).toContain('exit1/haltKernel');
-    const model = createModel(runtime, graph, { seed: 2 });
     const before = new Map<string, number[]>();
     for (const [name, v] of model.params) before.set(name, Array.from(await v.data()));
     const x = seededUniform([16, 4], { seed: 3 });

@@ -7,6 +7,7 @@ import {
   type Model,
   type RunOptions,
   type Runtime,
+  runPass,
   Trainer,
   useBackend,
 } from '@dynn/core';
@@ -15,7 +16,6 @@ import {
   type ExitSweep,
   earlyExit,
   exitOutputsOf,
-  insertExits,
   lastPositionModel,
   multiExitObjective,
   type ParetoPoint,
@@ -218,16 +218,15 @@ export function charTransformerGraph(runtime: Runtime, config: CharTransformerCo
 /**
  * The bench's training graph: {@link charTransformerGraph} with an exit after every block but the
  * last, each exit the network's own final norm and output head (one head for all exits, as
- * LayerSkip does), answering for every position.
+ * LayerSkip does), answering for every position. `runtime` must include the early-exit plugin.
  */
 export function charTransformerWithExits(runtime: Runtime, config: CharTransformerConfig): Graph {
-  return insertExits(charTransformerGraph(runtime, config), {
+  return runPass(runtime, 'early-exit.insert-exits', charTransformerGraph(runtime, config), {
     at: Array.from({ length: config.layers - 1 }, (_, i) => blockName(i + 1)),
     head: 'shared',
     sharedHead: 'head',
     sharedNorm: 'norm',
-    runtime,
-  });
+  }).graph;
 }
 
 /** Windows of `context` ids ending just before each of `targets`, with those next characters. */

@@ -6,12 +6,12 @@ import {
   type Graph,
   type Model,
   type Runtime,
+  runPass,
   useBackend,
 } from '@dynn/core';
 import {
   type ExitSweep,
   earlyExit,
-  insertExits,
   multiExitObjective,
   type ParetoPoint,
   paretoSvg,
@@ -194,7 +194,7 @@ export async function runBenchEarlyExit(
   log(`Fashion-MNIST: ${trainCount} training, ${validationCount} validation, ${testCount} test images`);
 
   const runtime = createRuntime({ plugins: [earlyExit()] });
-  const graph = insertExits(earlyExitCnnGraph(runtime), {
+  const { graph } = runPass(runtime, 'early-exit.insert-exits', earlyExitCnnGraph(runtime), {
     at: EARLY_EXIT_POINTS,
     // Every position of the feature map, then a small hidden layer (BranchyNet-style): about
     // 0.2 MFLOPs per exit, and sure of most images already after the first conv block.

@@ -5,11 +5,11 @@ import {
   createRuntime,
   fit,
   type Model,
+  runPass,
   useBackend,
 } from '@dynn/core';
 import {
   earlyExit,
-  insertExits,
   multiExitObjective,
   paretoSvg,
   pickOperatingPoint,
@@ -208,7 +208,7 @@ export async function runDemo(options: DemoOptions, log: (line: string) => void)
   log(`Fashion-MNIST: ${trainCount} training, ${validation.y.shape[0]} validation, ${testCount} test images`);
 
   const runtime = createRuntime({ plugins: [earlyExit()] });
-  const graph = insertExits(demoCnnGraph(runtime), {
+  const { graph } = runPass(runtime, 'early-exit.insert-exits', demoCnnGraph(runtime), {
     at: DEMO_EXIT_POINTS,
     head: 'mlp',
     hidden: DEMO_EXIT_HIDDEN,

@@ -1,4 +1,4 @@
-import { BATCH, type CompiledGraph, compileGraph, loadModel, type Runtime } from '@dynn/core';
+import { BATCH, type CompiledGraph, channelGroups, compileGraph, loadModel, type Runtime } from '@dynn/core';
 import { formatFlops, markdownTable } from '../report-files.js';
 
 type Shape = (number | string)[];
@@ -23,6 +23,22 @@ export interface InspectedNode {
   flops: number;
 }
 
+/** One group of coupled channels, as `dynn inspect` lists it (see `channelGroups` in `@dynn/core`). */
+export interface InspectedChannelGroup {
+  /** The group's id: what `core.remove-channels` takes as `group`. */
+  id: number;
+  /** Its channels. */
+  size: number;
+  /** How many of them cannot change. */
+  fixed: number;
+  /** The nodes whose parameters hold its channels, in graph order. */
+  layers: string[];
+  /** Why channels are fixed (graph inputs or outputs, barriers). */
+  blockers: string[];
+  /** Whether removing channels equals masking them (no op mixes them). */
+  exact: boolean;
+}
+
 /** What `dynn inspect --json` prints. */
 export interface Inspection {
   file: string;
@@ -36,6 +52,10 @@ export interface Inspection {
   totalFlops: number;
   /** Symbolic dimensions other than `batch` (`time`...), counted as 1 in the FLOPs. */
   unsizedDims: string[];
+  /** The groups of channels that move together: what structured pruning and nested widths change. */
+  channelGroups: InspectedChannelGroup[];
+  /** Nodes whose op declares no channels: no channel crosses them. */
+  channelBarriers: string[];
 }
 
 /** Every compiled node, sub-graph nodes after their parent: {@link Model.costs}' order. */
@@ -77,6 +97,7 @@ export async function inspectModel(runtime: Runtime, file: string): Promise<Insp
     for (const info of model.graph.inputs) {
       for (const d of info.shape) if (typeof d === 'string' && d !== BATCH) unsized.add(d);
     }
+    const analysis = channelGroups(model.runtime, model.graph);
     return {
       file,
       inputs: model.graph.inputs,
@@ -85,6 +106,15 @@ export async function inspectModel(runtime: Runtime, file: string): Promise<Insp
       totalParams: model.paramCount,
       totalFlops: nodes.filter((n) => n.parent === undefined).reduce((s, n) => s + n.flops, 0),
       unsizedDims: [...unsized],
+      channelGroups: analysis.groups.map((g) => ({
+        id: g.id,
+        size: g.size,
+        fixed: g.fixed.length,
+        layers: [...new Set(g.params.flatMap((p) => (p.owners ?? []).map((o) => o.node)))],
+        blockers: g.blockers,
+        exact: g.exact,
+      })),
+      channelBarriers: analysis.barriers.map((b) => `${b.node} (${b.op})`),
     };
   } finally {
     model.dispose();
@@ -124,6 +154,25 @@ export function formatInspection(inspection: Inspection): string {
     '',
     `total: ${inspection.totalParams.toLocaleString('en-US')} parameters, ${formatFlops(inspection.totalFlops)} per row`,
     ...notes,
+    '',
+    'channel groups (channels that move together; `core.remove-channels` takes the id):',
+    '',
+    markdownTable(
+      ['group', 'channels', 'fixed', 'layers', 'why fixed'],
+      inspection.channelGroups.map((g) => [
+        g.id,
+        `${g.size}${g.exact ? '' : ' (mixed)'}`,
+        g.fixed,
+        g.layers.join(', '),
+        g.blockers.join('; ') || '-',
+      ]),
+    ),
+    ...(inspection.channelBarriers.length > 0
+      ? [`barriers (ops that declare no channels): ${inspection.channelBarriers.join(', ')}`]
+      : []),
+    ...(inspection.channelGroups.some((g) => !g.exact)
+      ? ['(mixed): an op mixes these channels (a norm, a softmax); removing them changes the others.']
+      : []),
   ];
   return lines.join('\n');
 }

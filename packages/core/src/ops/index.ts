@@ -26,7 +26,7 @@ export const corePasses = [
 export const corePlugin = definePlugin({
   name: '@dynn/core',
   domain: 'core',
-  opset: 1,
+  opset: 2,
   ops: coreOps,
   passes: corePasses,
 });

@@ -158,7 +158,8 @@ function fromColumns(columns: tf.Tensor2D, shape: readonly number[], perm: numbe
  */
 export const batchNormOp = defineOp<BatchNormAttrs>({
   type: 'core.BatchNorm',
-  version: 1,
+  // 2: the `stateVariants` attribute.
+  version: 2,
   description: 'Batch normalisation over one axis with moving statistics (Keras BatchNormalization).',
   attrs: {
     axis: { kind: 'int', default: -1, doc: 'the channel axis that keeps its own statistics' },
