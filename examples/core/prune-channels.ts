@@ -99,10 +99,9 @@ export async function main(backend: BackendName = 'wasm', log: (line: string) =>
   const after = cost(pruned, batch, median(afterMs));
   const want = await model.predict(x);
   const got = await pruned.predict(x);
-  const agreement = tf.tidy(
-    () => tf.mean(tf.cast(tf.equal(tf.argMax(want, -1), tf.argMax(got, -1)), 'float32')).dataSync()[0]!,
-  );
-  tf.dispose([x, want, got]);
+  const same = tf.tidy(() => tf.mean(tf.cast(tf.equal(tf.argMax(want, -1), tf.argMax(got, -1)), 'float32')));
+  const agreement = (await same.data())[0]!;
+  tf.dispose([x, want, got, same]);
 
   log(`pruned group ${group.id}: ${weakest.length} of ${group.size} channels (lowest L1 magnitude)`);
   log(

@@ -1,4 +1,5 @@
 import type * as tf from '@tensorflow/tfjs-core';
+import { type ChannelTensor, inputTensor, type OpChannels, paramTensor } from '../../channel-axes.js';
 import type { Dim, ValueInfo } from '../../ir.js';
 import type { AttrSpec } from '../../op.js';
 import { type ActivationName, activationAttr, applyActivation } from '../basic/activation.js';
@@ -50,4 +51,34 @@ export function checkCellInputs(
     }
   });
   return { batch, features };
+}
+
+/**
+ * The channels of a recurrent cell: space `features` (the input's features, `kernel` axis 0) and
+ * space `units` (the state inputs and outputs, `recurrentKernel` axis 0, and with `period: units`
+ * the gate axes of `kernel`, `recurrentKernel` and `bias`: unit u owns column u of each stacked
+ * gate block). A softmax activation normalises over the units, so it marks them mixing.
+ */
+export function cellChannels(
+  attrs: { units: number; activation: ActivationName; recurrentActivation: ActivationName; useBias: boolean },
+  features: number,
+  states: readonly ChannelTensor[],
+  biasAxis: number,
+): OpChannels {
+  const { units } = attrs;
+  const mixes =
+    attrs.activation === 'softmax' || attrs.recurrentActivation === 'softmax' ? { mixes: true } : {};
+  const gates = { space: 'units', period: units, ...mixes };
+  return {
+    spaces: { features, units },
+    axes: [
+      { tensor: inputTensor(0), axis: 1, space: 'features' },
+      { tensor: paramTensor('kernel'), axis: 0, space: 'features' },
+      ...states.map((tensor) => ({ tensor, axis: 1, space: 'units', ...mixes })),
+      { tensor: paramTensor('recurrentKernel'), axis: 0, space: 'units', ...mixes },
+      { tensor: paramTensor('kernel'), axis: 1, ...gates },
+      { tensor: paramTensor('recurrentKernel'), axis: 1, ...gates },
+      ...(attrs.useBias ? [{ tensor: paramTensor('bias'), axis: biasAxis, ...gates }] : []),
+    ],
+  };
 }

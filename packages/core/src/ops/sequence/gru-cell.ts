@@ -1,10 +1,10 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { inputTensor, outputTensor, paramTensor } from '../../channel-axes.js';
+import { inputTensor, outputTensor } from '../../channel-axes.js';
 import type { Attrs } from '../../ir.js';
 import { defineOp } from '../../op.js';
 import { type ActivationName, activationFlops } from '../basic/activation.js';
 import { linear } from '../basic/linear.js';
-import { applyCellActivation, cellActivationAttr, checkCellInputs } from './cell-helpers.js';
+import { applyCellActivation, cellActivationAttr, cellChannels, checkCellInputs } from './cell-helpers.js';
 
 /** Attributes of {@link gruCell}. */
 export interface GruCellAttrs extends Attrs {
@@ -70,26 +70,8 @@ export const gruCell = defineOp<GruCellAttrs>({
   },
   channels(attrs, inputs) {
     const { features } = checkCellInputs(inputs, ['h'], attrs.units);
-    const { units } = attrs;
-    // A softmax gate activation normalises over the units.
-    const mixes =
-      attrs.activation === 'softmax' || attrs.recurrentActivation === 'softmax' ? { mixes: true } : {};
-    // Unit u owns column u of each gate block [z | r | hh].
-    const gates = { space: 'units', period: units, ...mixes };
-    return {
-      spaces: { features, units },
-      axes: [
-        { tensor: inputTensor(0), axis: 1, space: 'features' },
-        { tensor: paramTensor('kernel'), axis: 0, space: 'features' },
-        { tensor: inputTensor(1), axis: 1, space: 'units', ...mixes },
-        { tensor: outputTensor(0), axis: 1, space: 'units', ...mixes },
-        { tensor: paramTensor('recurrentKernel'), axis: 0, space: 'units', ...mixes },
-        { tensor: paramTensor('kernel'), axis: 1, ...gates },
-        { tensor: paramTensor('recurrentKernel'), axis: 1, ...gates },
-        // resetAfter's bias is [2, 3 * units]: the input and recurrent bias rows.
-        ...(attrs.useBias ? [{ tensor: paramTensor('bias'), axis: attrs.resetAfter ? 1 : 0, ...gates }] : []),
-      ],
-    };
+    // resetAfter's bias is [2, 3 * units]: the input and recurrent bias rows.
+    return cellChannels(attrs, features, [inputTensor(1), outputTensor(0)], attrs.resetAfter ? 1 : 0);
   },
   resize: (attrs, _, [h]) => ({ ...attrs, units: h!.shape[1] as number }),
   forward(ctx, [x, h]) {

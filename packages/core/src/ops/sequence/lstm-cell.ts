@@ -1,10 +1,10 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { inputTensor, outputTensor, paramTensor } from '../../channel-axes.js';
+import { inputTensor, outputTensor } from '../../channel-axes.js';
 import type { Attrs, Initializer } from '../../ir.js';
 import { defineOp } from '../../op.js';
 import { type ActivationName, activationFlops } from '../basic/activation.js';
 import { linear } from '../basic/linear.js';
-import { applyCellActivation, cellActivationAttr, checkCellInputs } from './cell-helpers.js';
+import { applyCellActivation, cellActivationAttr, cellChannels, checkCellInputs } from './cell-helpers.js';
 
 /** Attributes of {@link lstmCell}. */
 export interface LstmCellAttrs extends Attrs {
@@ -80,29 +80,8 @@ export const lstmCell = defineOp<LstmCellAttrs>({
   },
   channels(attrs, inputs) {
     const { features } = checkCellInputs(inputs, ['h', 'c'], attrs.units);
-    const { units } = attrs;
-    // A softmax gate activation normalises over the units.
-    const mixes =
-      attrs.activation === 'softmax' || attrs.recurrentActivation === 'softmax' ? { mixes: true } : {};
-    // Unit u owns column u of each gate block [i | f | g | o].
-    const gates = { space: 'units', period: units, ...mixes };
-    return {
-      spaces: { features, units },
-      axes: [
-        { tensor: inputTensor(0), axis: 1, space: 'features' },
-        { tensor: paramTensor('kernel'), axis: 0, space: 'features' },
-        ...[inputTensor(1), inputTensor(2), outputTensor(0), outputTensor(1)].map((tensor) => ({
-          tensor,
-          axis: 1,
-          space: 'units',
-          ...mixes,
-        })),
-        { tensor: paramTensor('recurrentKernel'), axis: 0, space: 'units', ...mixes },
-        { tensor: paramTensor('kernel'), axis: 1, ...gates },
-        { tensor: paramTensor('recurrentKernel'), axis: 1, ...gates },
-        ...(attrs.useBias ? [{ tensor: paramTensor('bias'), axis: 0, ...gates }] : []),
-      ],
-    };
+    const states = [inputTensor(1), inputTensor(2), outputTensor(0), outputTensor(1)];
+    return cellChannels(attrs, features, states, 0);
   },
   resize: (attrs, _, [h]) => ({ ...attrs, units: h!.shape[1] as number }),
   forward(ctx, [x, h, c]) {
