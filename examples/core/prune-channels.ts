@@ -13,7 +13,7 @@ import {
   type Model,
   useBackend,
 } from '@dynn/core';
-import { layersModelArtifacts, mobileNetV2Like, seededUniform } from '@dynn/testing';
+import { mobileNetV2Like, seededUniform } from '@dynn/testing';
 import * as tf from '@tensorflow/tfjs-core';
 
 /** What one model costs. */
@@ -62,9 +62,8 @@ function cost(model: Model, batch: number, ms: number): ModelCost {
 export async function main(backend: BackendName = 'wasm', log: (line: string) => void = console.log) {
   await useBackend(backend);
   const runtime = createRuntime();
-  const keras = mobileNetV2Like({ size: 32, classes: 10 });
-  const model = await importLayersModel(runtime, await layersModelArtifacts(keras));
-  keras.dispose();
+  // A small MobileNetV2-like Keras model (tfjs-layers), as its model.json and weights.
+  const model = await importLayersModel(runtime, await mobileNetV2Like({ size: 32, classes: 10 }));
 
   // #region groups
   const { groups, barriers } = channelGroups(runtime, model.graph);

@@ -1,7 +1,7 @@
 // The CommonJS side of the type check (node16 resolution): the `require` condition's .d.cts files.
-import { createRuntime, type Graph, GraphBuilder, isDynnError } from '@dynn/core';
+import { createRuntime, type Graph, GraphBuilder, isDynnError, runPass } from '@dynn/core';
 import { loadDigits } from '@dynn/datasets';
-import { earlyExit, insertExits } from '@dynn/early-exit';
+import { earlyExit, type InsertExitsOptions } from '@dynn/early-exit';
 
 export function graphWithExit(): Graph {
   const runtime = createRuntime({ plugins: [earlyExit()] });
@@ -12,10 +12,15 @@ export function graphWithExit(): Graph {
     { units: 8 },
     { name: 'hidden1' },
   );
-  return insertExits(b.build({ logits: b.add('core.Dense', h, { units: 10 }) }), {
-    at: ['hidden1'],
-    classes: 10,
-  });
+  return runPass<InsertExitsOptions>(
+    runtime,
+    'early-exit.insert-exits',
+    b.build({ logits: b.add('core.Dense', h, { units: 10 }) }),
+    {
+      at: ['hidden1'],
+      classes: 10,
+    },
+  ).graph;
 }
 
 export const loaders = { loadDigits, isDynnError };

@@ -122,7 +122,11 @@ async function work(m, label, outDir) {
   step(`imported a tfjs-layers model from ${layersDir}: max difference ${diff.toExponential(1)}`);
 
   // Early exits: insert, train, run dynamically.
-  const graph = ee.insertExits(backbone, { at: ['hidden1'], head: 'linear', classes: 10 });
+  const { graph } = core.runPass(runtime, 'early-exit.insert-exits', backbone, {
+    at: ['hidden1'],
+    head: 'linear',
+    classes: 10,
+  });
   const multi = core.createModel(runtime, graph, { seed: 1 });
   const multiOptimizer = tf.train.adam(1e-2);
   await core.fit(

@@ -3,7 +3,6 @@ import {
   expectClose,
   expectRemovalMatchesMask,
   guardLeaks,
-  layersModelArtifacts,
   mobileNetV2Like,
   seededUniform,
 } from '@dynn/testing';
@@ -23,9 +22,7 @@ let artifacts: tf.io.ModelArtifacts | undefined;
 /** The Keras model imported on the active backend (built once: its artifacts are plain data). */
 async function imported(): Promise<Model> {
   if (artifacts === undefined) {
-    const keras = mobileNetV2Like({ size: 16, classes: 5, seed: 3 });
-    artifacts = await layersModelArtifacts(keras);
-    keras.dispose();
+    artifacts = await mobileNetV2Like({ size: 16, classes: 5, seed: 3 });
   }
   return importLayersModel(runtime, artifacts);
 }

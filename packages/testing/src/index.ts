@@ -10,7 +10,7 @@ export { expectRemovalMatchesMask } from './channel-removal.js';
 export type { CloseOptions } from './closeness.js';
 export { expectClose, toleranceFor } from './closeness.js';
 export type { MobileNetV2LikeOptions } from './keras-models.js';
-export { layersModelArtifacts, mobileNetV2Like } from './keras-models.js';
+export { mobileNetV2Like } from './keras-models.js';
 export { expectNoLeaks, guardLeaks } from './leak-guard.js';
 export type { GradientCheckOptions, OpCase } from './op-harness.js';
 export { checkOpGradients, inputInfos, opParams, runOp } from './op-harness.js';

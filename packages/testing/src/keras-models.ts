@@ -72,9 +72,10 @@ export interface MobileNetV2LikeOptions {
  * blocks (1x1 expansion, 3x3 depthwise, linear 1x1 projection, residual Adds), a 1x1 head conv,
  * global average pooling and a dense classifier, with seeded random weights (batch-norm scales
  * in [1, 3], moving variances in [0.5, 1.5], everything else in [-0.5, 0.5]) so that every
- * channel matters. The caller disposes it.
+ * channel matters. Returns what tfjs-layers' `model.save` writes (topology and weights, in
+ * memory), for `importLayersModel`: no tfjs-layers type reaches the caller.
  */
-export function mobileNetV2Like(options: MobileNetV2LikeOptions = {}): tfl.LayersModel {
+export async function mobileNetV2Like(options: MobileNetV2LikeOptions = {}): Promise<tf.io.ModelArtifacts> {
   const size = options.size ?? 16;
   const image = tfl.input({ shape: [size, size, 3], name: 'image' });
   const stemConv = tfl.layers.conv2d({
@@ -105,11 +106,15 @@ export function mobileNetV2Like(options: MobileNetV2LikeOptions = {}): tfl.Layer
   });
   model.setWeights(values);
   tf.dispose(values);
-  return model;
+  try {
+    return await layersModelArtifacts(model);
+  } finally {
+    model.dispose();
+  }
 }
 
 /** The artifacts of a tfjs-layers model as `model.save` hands them to an IO handler (in memory). */
-export async function layersModelArtifacts(model: tfl.LayersModel): Promise<tf.io.ModelArtifacts> {
+async function layersModelArtifacts(model: tfl.LayersModel): Promise<tf.io.ModelArtifacts> {
   let saved: tf.io.ModelArtifacts | undefined;
   await model.save(
     tf.io.withSaveHandler(async (artifacts) => {
