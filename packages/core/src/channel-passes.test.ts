@@ -7,6 +7,7 @@ import { isDynnError } from './errors.js';
 import type { Graph } from './ir.js';
 import { createModel } from './model.js';
 import { defineOp } from './op.js';
+import { coreOps } from './ops/index.js';
 import { definePlugin } from './plugin.js';
 import { runPass } from './run-pass.js';
 import { createRuntime } from './runtime.js';
@@ -117,6 +118,10 @@ describeEachBackend('channel passes on built graphs', () => {
 });
 
 describe('channel analysis', () => {
+  it('has a channel declaration for every core op', () => {
+    expect(coreOps.filter((op) => op.channels === undefined).map((op) => op.type)).toEqual([]);
+  });
+
   it('names an op without a declaration as a barrier and blocks the groups that reach it', () => {
     const opaque = defineOp({
       type: 'demo.Opaque',
