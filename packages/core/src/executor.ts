@@ -15,8 +15,9 @@ import {
 } from './interpreter.js';
 import { BATCH } from './ir.js';
 import type { Model } from './model.js';
-import type { RunOptions } from './op.js';
+import type { RunOptions, SessionValue } from './op.js';
 import type { AuxLoss } from './op-context.js';
+import type { Session } from './session.js';
 import { elementAt, firstNonFinite } from './validate.js';
 
 /** What {@link Model.run} takes. */
@@ -37,6 +38,11 @@ export interface RunRequest {
   outputs?: readonly string[];
   /** Called before and after every node, sub-graph nodes included (tracing, profiling, tests). */
   hooks?: readonly NodeHook[];
+  /**
+   * The session the run belongs to ({@link Model.session}): ops read what earlier runs of it
+   * stored and store what the next run reads. {@link Session.run} sets it.
+   */
+  session?: Session;
 }
 
 /** What one node computed during a run. */
@@ -320,18 +326,38 @@ export async function execute(model: Model, request: RunRequest): Promise<RunRes
     request.seed ?? 0,
     hooks,
   );
+  const session = request.session;
+  if (session !== undefined) {
+    if (session.model !== model) {
+      throw new DynnError(
+        'INVALID_OPTION',
+        'This session belongs to another model: run it with its own model.',
+      );
+    }
+    frame.session = { values: session.values, writes: new Map() };
+  }
   let result: ScopeResult;
   try {
     result = await driveAsync(runScope(frame, model.compiled, feeds, wanted));
   } catch (error) {
-    tf.dispose([...frame.losses.map((l) => l.value), ...frame.stateUpdates.values()]);
+    tf.dispose([
+      ...frame.losses.map((l) => l.value),
+      ...frame.stateUpdates.values(),
+      ...sessionTensors(frame.session?.writes),
+    ]);
     throw error;
   }
   applyStateUpdates(frame.stateUpdates);
+  if (session !== undefined) session.commit(frame.session!.writes);
   const outputs = Object.fromEntries(result.outputs);
   return report
     ? { outputs, losses: frame.losses, report: report.finish(result.servedBy) }
     : { outputs, losses: frame.losses };
+}
+
+/** The tensors among session values (numbers are kept on the host). */
+export function sessionTensors(values: ReadonlyMap<string, SessionValue> | undefined): tf.Tensor[] {
+  return [...(values?.values() ?? [])].filter((v): v is tf.Tensor => typeof v !== 'number');
 }
 
 /** Assigns collected state updates to their variables and frees the updates. */
@@ -359,6 +385,11 @@ export interface TapedForwardOptions {
   hooks?: readonly NodeHook[];
   /** Decisions from {@link decideForTraining}, needed when some op decides in training. */
   decisions?: Decisions;
+  /**
+   * Session values the ops read (by `<node>/<name>`): in training over windows, what the previous
+   * window wrote, on the same tape. What the ops write comes back as `sessionWrites`.
+   */
+  session?: ReadonlyMap<string, SessionValue>;
 }
 
 /** What {@link forwardForTraining} returns: outputs and side effects, all inside the caller's tape. */
@@ -369,6 +400,8 @@ export interface TrainingForward {
   losses: AuxLoss[];
   /** New values for state variables, kept out of the caller's tidy until applied. */
   stateUpdates: Map<tf.Variable, tf.Tensor>;
+  /** Session values the ops wrote (by `<node>/<name>`), kept out of the caller's tidy; empty without a session. */
+  sessionWrites: Map<string, SessionValue>;
 }
 
 /**
@@ -382,10 +415,15 @@ export async function decideForTraining(
   feeds: ReadonlyMap<string, tf.Tensor>,
   options: RunOptions,
   seed: number,
-  { trainable, training = true }: Pick<TapedForwardOptions, 'trainable' | 'training'> = {},
+  {
+    trainable,
+    training = true,
+    session,
+  }: Pick<TapedForwardOptions, 'trainable' | 'training' | 'session'> = {},
 ): Promise<Decisions> {
   const frame = newFrame(model, 'decide', training, options, seed, []);
   if (trainable) frame.trainable = trainable;
+  if (session) frame.session = { values: session, writes: new Map() };
   if (trainingDeciders(model.compiled).length === 0) return frame.decisions;
   try {
     await driveAsync(runScope(frame, model.compiled, feeds, []));
@@ -414,23 +452,26 @@ export function forwardForTraining(
     outputs,
     hooks = [],
     decisions,
+    session,
   }: TapedForwardOptions = {},
 ): TrainingForward {
   const frame = newFrame(model, 'taped', training, options, seed, hooks);
   frame.inputGradients = inputGradients;
   if (trainable) frame.trainable = trainable;
   if (decisions) frame.decisions = decisions;
+  if (session) frame.session = { values: session, writes: new Map() };
   const wanted = requestedOutputs(model, outputs);
   let result: ScopeResult;
   try {
     result = driveSync(runScope(frame, model.compiled, feeds, wanted), 'The graph');
   } catch (error) {
-    tf.dispose([...frame.stateUpdates.values()]);
+    tf.dispose([...frame.stateUpdates.values(), ...sessionTensors(frame.session?.writes)]);
     throw error;
   }
   return {
     outputs: Object.fromEntries(result.outputs),
     losses: frame.losses,
     stateUpdates: frame.stateUpdates,
+    sessionWrites: frame.session?.writes ?? new Map(),
   };
 }

@@ -34,6 +34,8 @@ export { extractPass, extractSubNetwork } from './extract-sub-network.js';
 export { ensureGradients } from './gradients.js';
 export type { TensorOrMap } from './host-batches.js';
 export { HostBatches } from './host-batches.js';
+export type { HostOptimizer, HostReadOptions, HostRows, HostTableOptions } from './host-table.js';
+export { HostTable } from './host-table.js';
 export { initTensor } from './initializers.js';
 export type { Decisions, NodeDoneEvent, NodeEvent, NodeHook } from './interpreter.js';
 export * from './io/index.js';
@@ -73,6 +75,9 @@ export type {
   RowSet,
   RunGraphOptions,
   RunOptions,
+  SessionAccess,
+  SessionStateSpec,
+  SessionValue,
 } from './op.js';
 export { defineOp, resolveAttrs } from './op.js';
 export type { AuxLoss, OpContextInit, OpSideEffects } from './op-context.js';
@@ -101,6 +106,7 @@ export { reorderChannels, reorderChannelsPass } from './reorder-channels.js';
 export { applyPass, runPass } from './run-pass.js';
 export type { Runtime, RuntimeOptions } from './runtime.js';
 export { createRuntime } from './runtime.js';
+export { Session } from './session.js';
 export type { SplitLayerOptions } from './split-layer.js';
 export { splitLayer, splitLayerPass } from './split-layer.js';
 export type { AddStateVariantsOptions, CoreRunOptions } from './state-variants.js';

@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { type CompiledGraph, type CompiledNode, findSubGraph } from './compile.js';
 import { DynnError } from './errors.js';
 import { type Attrs, BATCH, type GraphNode, type ValueInfo } from './ir.js';
-import type { FlopsContext, OpResult, RunOptions } from './op.js';
+import type { FlopsContext, OpResult, RunOptions, SessionValue } from './op.js';
 import { type AuxLoss, createOpContext, type OpSideEffects } from './op-context.js';
 import { formatShape } from './ops/basic/shape-helpers.js';
 import { takeRows } from './ops/basic/tensor-rows.js';
@@ -96,6 +96,16 @@ export interface Frame {
   stateUpdates: Map<tf.Variable, tf.Tensor>;
   /** Decisions: recorded by a decide step, replayed by a taped step. */
   decisions: Decisions;
+  /** The session the run belongs to, if any. */
+  session?: SessionFrame;
+}
+
+/** A session as a run sees it: what earlier runs stored, and what this one writes. */
+export interface SessionFrame {
+  /** Values stored by earlier runs (or windows), by `<node path>/<name>`. */
+  values: ReadonlyMap<string, SessionValue>;
+  /** Values this run writes, by `<node path>/<name>`, applied when it ends. */
+  writes: Map<string, SessionValue>;
 }
 
 /** Where each output of a scope comes from: per output, pieces of rows. */
@@ -500,6 +510,9 @@ export function* runScope(
         rows: { batchSize, indices: active },
         seed: frame.seed,
         inputGradients,
+        ...(frame.session === undefined || c.def.sessionState === undefined
+          ? {}
+          : { session: sessionView(frame.session, c) }),
         runGraph: (attr, subInputs, options) => {
           const sub = findSubGraph(c, attr, options?.index);
           if (sub === undefined) {
@@ -543,13 +556,13 @@ export function* runScope(
             }
           }
           if (!needed[index]) {
-            tf.dispose([...effects.losses.map((l) => l.value), ...effects.stateUpdates.values()]);
+            disposeEffects(effects);
             continue;
           }
         }
         result = c.def.forward(context, inputs);
       } catch (error) {
-        tf.dispose([...effects.losses.map((l) => l.value), ...effects.stateUpdates.values()]);
+        disposeEffects(effects);
         if (error instanceof DynnError) throw error;
         throw new DynnError(
           'INVALID_INPUT',
@@ -591,12 +604,8 @@ export function* runScope(
           );
         }
       } catch (error) {
-        tf.dispose([
-          ...outputs.filter(owned),
-          ...Object.values(retire?.outputs ?? {}),
-          ...effects.losses.map((l) => l.value),
-          ...effects.stateUpdates.values(),
-        ]);
+        tf.dispose([...outputs.filter(owned), ...Object.values(retire?.outputs ?? {})]);
+        disposeEffects(effects);
         throw error;
       }
       outputs.forEach((t, i) => {
@@ -637,6 +646,8 @@ export function* runScope(
         frame.stateUpdates.get(variable)?.dispose();
         frame.stateUpdates.set(variable, tf.keep(value));
       }
+      if (effects.sessionWrites.size > 0)
+        keepSessionWrites(frame, c, effects, rowsBefore.length === batchSize);
       if (event !== undefined) {
         const done = doneEvent(
           event,
@@ -669,6 +680,51 @@ export function* runScope(
   } finally {
     for (const name of [...slots.keys()]) release(name);
     for (const list of pieces.values()) tf.dispose(list.map((p) => p.tensor).filter(owned));
+  }
+}
+
+/** What a node reads of the run's session: its own values, and what its op declares. */
+function sessionView(session: SessionFrame, c: CompiledNode) {
+  return {
+    read: (name: string) => session.values.get(`${c.path}/${name}`),
+    specs: c.def.sessionState!(c.attrs, c.inputs),
+  };
+}
+
+/** Frees what a node handed over (losses, state updates, session writes) when it is not used. */
+function disposeEffects(effects: OpSideEffects): void {
+  tf.dispose([
+    ...effects.losses.map((l) => l.value),
+    ...effects.stateUpdates.values(),
+    ...[...effects.sessionWrites.values()].filter((v): v is tf.Tensor => typeof v !== 'number'),
+  ]);
+}
+
+/**
+ * Moves a node's session writes into the run's, keyed `<node path>/<name>`: applied to the
+ * session when the run (or training window) ends; dropped by a decide step, which only decides.
+ * A session holds every row of the batch, so a node that writes one after rows retired is refused.
+ */
+function keepSessionWrites(frame: Frame, c: CompiledNode, effects: OpSideEffects, allRows: boolean): void {
+  const session = frame.session;
+  if (session === undefined || frame.mode === 'decide') {
+    disposeEffects({ ...effects, losses: [], stateUpdates: new Map() });
+    return;
+  }
+  if (!allRows) {
+    disposeEffects({ ...effects, losses: [], stateUpdates: new Map() });
+    throw new DynnError(
+      'INVALID_GRAPH',
+      `Node '${c.path}' (${c.def.type}) writes session state after rows retired: a session keeps every row ` +
+        'of the batch. Run the session without retiring rows (e.g. exits off).',
+      { node: c.path, op: c.def.type },
+    );
+  }
+  for (const [name, value] of effects.sessionWrites) {
+    const key = `${c.path}/${name}`;
+    const old = session.writes.get(key);
+    if (old !== undefined && typeof old !== 'number') old.dispose();
+    session.writes.set(key, typeof value === 'number' ? value : tf.keep(value));
   }
 }
 

@@ -8,6 +8,7 @@ import { subGraphFlopsContext } from './interpreter.js';
 import { BATCH, type Graph, type TensorInfo, type ValueInfo } from './ir.js';
 import { createRng, seedFor } from './random.js';
 import type { Runtime } from './runtime.js';
+import { Session } from './session.js';
 import { checkGraph } from './validate.js';
 
 /** Options for {@link createModel}. */
@@ -129,6 +130,15 @@ export class Model {
     };
     for (const c of this.compiled.nodes) visit(c);
     return out;
+  }
+
+  /**
+   * A new {@link Session} of this model: state kept between runs for one caller (a KV cache, a
+   * recurrent state), separate from the model's own. Dispose it when done.
+   */
+  session(): Session {
+    this.assertLive();
+    return new Session(this);
   }
 
   /** Frees every parameter and state tensor. The model cannot run afterwards. */

@@ -1,6 +1,14 @@
 import type * as tf from '@tensorflow/tfjs-core';
 import type { Attrs, GraphNode } from './ir.js';
-import type { ComputeRecord, OpContext, RowSet, RunGraphOptions, RunOptions } from './op.js';
+import type {
+  ComputeRecord,
+  OpContext,
+  RowSet,
+  RunGraphOptions,
+  RunOptions,
+  SessionStateSpec,
+  SessionValue,
+} from './op.js';
 import { createRng, type Rng, seedFor } from './random.js';
 
 /** An auxiliary loss added by a node during a run. */
@@ -23,6 +31,8 @@ export interface OpSideEffects {
   records: Record<string, unknown>;
   /** Data-dependent compute added with `addCompute`. */
   compute: Required<ComputeRecord>;
+  /** Session values written with `session.write`, by local name (owned until applied or disposed). */
+  sessionWrites: Map<string, SessionValue>;
 }
 
 /** Everything needed to build the context an op's forward sees. */
@@ -47,6 +57,16 @@ export interface OpContextInit<A extends Attrs> {
   seed: number;
   /** The decision the op's `decide` made for this call, if any. */
   decision?: unknown;
+  /**
+   * The session values the node stored in earlier runs, by local name, and what it may store
+   * (absent: the run has no session).
+   */
+  session?: {
+    /** The value stored under a local name, or undefined. */
+    read(name: string): SessionValue | undefined;
+    /** What the op declares it keeps. */
+    specs: readonly SessionStateSpec[];
+  };
   /** Runs one of the node's sub-graphs (the interpreter provides it; absent: the op has none to run). */
   runGraph?: (attr: string, inputs: readonly tf.Tensor[], options?: RunGraphOptions) => tf.Tensor[];
 }
@@ -68,7 +88,9 @@ export function createOpContext<A extends Attrs>(
     stateUpdates: new Map(),
     records: {},
     compute: { flops: 0, bytes: 0 },
+    sessionWrites: new Map(),
   };
+  const session = init.session;
   let rng: Rng | undefined;
   const context: OpContext<A> = {
     node: init.node,
@@ -101,6 +123,18 @@ export function createOpContext<A extends Attrs>(
       effects.compute.bytes += bytes;
     },
     decision: init.decision,
+    session:
+      session === undefined
+        ? undefined
+        : {
+            read: (name) => session.read(name),
+            write(name, value) {
+              checkSessionWrite(init.node.name, session.specs, name, value);
+              const old = effects.sessionWrites.get(name);
+              if (typeof old === 'object') old.dispose();
+              effects.sessionWrites.set(name, value);
+            },
+          },
     runGraph(attr, inputs, options) {
       if (init.runGraph === undefined) {
         throw new Error(`node '${init.node.name}' has no sub-graph runner: run it through a model`);
@@ -109,4 +143,34 @@ export function createOpContext<A extends Attrs>(
     },
   };
   return { context, effects };
+}
+
+/** Throws, naming the node, when a session write is not what the op declares. */
+function checkSessionWrite(
+  node: string,
+  specs: readonly SessionStateSpec[],
+  name: string,
+  value: SessionValue,
+): void {
+  const spec = specs.find((s) => s.name === name);
+  if (spec === undefined) {
+    throw new Error(
+      `node '${node}' writes session value '${name}', which its op does not declare (sessionState): ${specs.map((s) => s.name).join(', ') || 'none'}`,
+    );
+  }
+  if (spec.kind === 'number') {
+    if (typeof value !== 'number')
+      throw new Error(`node '${node}': session value '${name}' must be a number`);
+    return;
+  }
+  if (typeof value === 'number') throw new Error(`node '${node}': session value '${name}' must be a tensor`);
+  const fits =
+    value.dtype === spec.dtype &&
+    value.rank === spec.shape.length &&
+    spec.shape.every((d, i) => typeof d !== 'number' || d === value.shape[i]);
+  if (!fits) {
+    throw new Error(
+      `node '${node}': session value '${name}' is ${value.dtype}[${value.shape.join(', ')}], but the op declares ${spec.dtype}[${spec.shape.join(', ')}]`,
+    );
+  }
 }

@@ -98,6 +98,48 @@ export interface OpResult {
   retire?: Retirement;
 }
 
+/**
+ * A value an op keeps in a session between runs: a tensor (a KV cache, a recurrent state, a node
+ * memory) or a number (positions seen so far).
+ */
+export type SessionValue = tf.Tensor | number;
+
+/** What an op keeps in a session, declared by {@link OpDef.sessionState}. */
+export type SessionStateSpec =
+  | {
+      /** Local name (`keys`), stored per node as `<node>/<name>`. */
+      name: string;
+      /** A tensor. */
+      kind: 'tensor';
+      /** Its element type. */
+      dtype: DType;
+      /**
+       * Its shape: numbers are checked on every write; a symbolic dimension (`batch`, `past`) may
+       * take any size and change from run to run, which is how a cache grows along time.
+       */
+      shape: Dim[];
+    }
+  | {
+      /** Local name (`offset`). */
+      name: string;
+      /** A number kept on the host. */
+      kind: 'number';
+    };
+
+/**
+ * The session of a run, as an op sees it: what the op stored in earlier runs of the same
+ * session, by the local names its {@link OpDef.sessionState} declares.
+ */
+export interface SessionAccess {
+  /** The value stored under `name` by an earlier run (or window), or undefined in the first. */
+  read(name: string): SessionValue | undefined;
+  /**
+   * Stores `value` under `name` for the session's next run (or training window), replacing the
+   * old one when this run ends. Takes ownership of a tensor: call it outside any `tf.tidy`.
+   */
+  write(name: string, value: SessionValue): void;
+}
+
 /** How {@link OpContext.runGraph} runs a sub-graph. */
 export interface RunGraphOptions {
   /** Which graph of a `graphs` attribute (0-based); omit for a `graph` attribute. */
@@ -161,6 +203,13 @@ export interface OpContext<A extends Attrs = Attrs> {
    * In training it comes from the decide step, made before the taped step: plain data only.
    */
   readonly decision: unknown;
+  /**
+   * The session this run belongs to (`model.session()`), or undefined for a run on its own: where
+   * an op keeps state between runs (a KV cache for incremental decoding, a recurrent state carried
+   * from one chunk of a sequence to the next). In training over several windows
+   * (`Trainer.stepWindows`), what a window writes is what the next one reads, on the same tape.
+   */
+  readonly session: SessionAccess | undefined;
   /**
    * Runs one of the node's sub-graphs (attribute `attr`) on `inputs` (in the sub-graph's input
    * order; their first dimension is the rows it computes) through the same interpreter as the
@@ -261,6 +310,11 @@ export interface OpDef<A extends Attrs = Attrs> {
     outputs: readonly ValueInfo[],
     spaces: Readonly<Record<string, number>>,
   ): A;
+  /**
+   * What the op keeps in a session between runs (see {@link OpContext.session}); writes are checked
+   * against it.
+   */
+  sessionState?(attrs: A, inputs: readonly ValueInfo[]): SessionStateSpec[];
   /**
    * The state variant this call reads and updates, from the run's options (a name among the
    * `variants` of its state specs), or undefined for the default state.

@@ -9,7 +9,7 @@ import {
 } from './executor.js';
 import { ensureGradients } from './gradients.js';
 import { HostBatches, type TensorOrMap } from './host-batches.js';
-import type { NodeHook } from './interpreter.js';
+import { type NodeHook, trainingDeciders } from './interpreter.js';
 import {
   checkTargetShape,
   checkTargetValues,
@@ -21,8 +21,9 @@ import {
   lossFunction,
 } from './losses.js';
 import type { Model, RunResult } from './model.js';
-import type { RunOptions } from './op.js';
+import type { RunOptions, SessionValue } from './op.js';
 import { createRng, shuffledIndices } from './random.js';
+import type { Session } from './session.js';
 import { checkFinite } from './validate.js';
 
 /** Inputs and targets of a data set: a tensor, or tensors by graph input / output name. */
@@ -269,6 +270,20 @@ export interface StepResult {
   report?: ComputeReport;
 }
 
+/** Adds a kept count to a running one (both kept out of the tape's tidy). */
+function accumulate(sum: tf.Scalar | undefined, count: tf.Scalar): tf.Scalar {
+  if (sum === undefined) return tf.keep(count);
+  const next = tf.keep(tf.add<tf.Scalar>(sum, count));
+  sum.dispose();
+  count.dispose();
+  return next;
+}
+
+/** `label`, naming the window when a step has several. */
+function windowLabel(label: string, window: number, windows: number): string {
+  return windows === 1 ? label : `${label} of window ${window}`;
+}
+
 /**
  * Takes optimisation steps on a model, one batch at a time: forward in training mode, the loss
  * plus the ops' auxiliary losses, gradients (taped synchronously), optional clipping, the
@@ -331,66 +346,134 @@ export class Trainer {
    * the update was applied: {@link fit} checks its whole data set once before training instead.
    */
   async step(x: TensorOrMap, y: TensorOrMap, seed = 0): Promise<StepResult> {
+    return this.stepWindows([{ x, y }], { seed });
+  }
+
+  /**
+   * One step over consecutive windows of a sequence, on one tape: truncated backpropagation
+   * through time over `windows.length` windows. In `session` (a {@link Session} of the model),
+   * what a window's ops store (a recurrent state, a KV cache) is what the next window reads, and
+   * the gradient flows back through it to the first window; the state the session held before the
+   * step is where the tape starts (the truncation), and the last window's is stored for the next
+   * step. The loss is the mean of the windows' losses; state updates of later windows win. Each
+   * window is checked as {@link Trainer.step} checks its batch. Ops that decide in training need
+   * a decide step per window, which would run before the previous window's state exists: they
+   * take one window per step.
+   *
+   * @example
+   * ```ts
+   * const session = model.session();
+   * for (const chunk of chunksOfFour) await trainer.stepWindows(chunk, { session }); // 4 windows per tape
+   * ```
+   */
+  async stepWindows(
+    windows: readonly { x: TensorOrMap; y: TensorOrMap }[],
+    { seed = 0, session }: { seed?: number; session?: Session } = {},
+  ): Promise<StepResult> {
     const model = this.model;
-    const { feeds, batchSize } = await prepareFeeds(model, x, false);
-    const targets = namedTargets(y, model);
-    for (const [name, t] of Object.entries(targets)) {
-      if (t.rank === 0 || t.shape[0] !== batchSize) {
-        const label = y instanceof tf.Tensor ? 'y' : `y '${name}'`;
-        throw new DynnError(
-          'INVALID_INPUT',
-          `${label} has ${t.rank === 0 ? 'no rows (a scalar)' : `${t.shape[0]} rows`} but x has ${batchSize}.`,
-        );
+    if (!Array.isArray(windows) || windows.length === 0) {
+      throw new DynnError('INVALID_INPUT', 'stepWindows needs at least one window { x, y }.');
+    }
+    if (session !== undefined && session.model !== model) {
+      throw new DynnError(
+        'INVALID_OPTION',
+        'The session belongs to another model: train with its own model.',
+      );
+    }
+    if (windows.length > 1 && trainingDeciders(model.compiled).length > 0) {
+      throw new DynnError(
+        'INVALID_OPTION',
+        'An op of this model decides in training (a decide step per window would run before the previous ' +
+          "window's state exists): train it one window per step.",
+      );
+    }
+    const prepared: {
+      feeds: Map<string, tf.Tensor>;
+      batchSize: number;
+      targets: Record<string, tf.Tensor>;
+    }[] = [];
+    for (const { x, y } of windows) {
+      const { feeds, batchSize } = await prepareFeeds(model, x, false);
+      const targets = namedTargets(y, model);
+      for (const [name, t] of Object.entries(targets)) {
+        if (t.rank === 0 || t.shape[0] !== batchSize) {
+          const label = y instanceof tf.Tensor ? 'y' : `y '${name}'`;
+          throw new DynnError(
+            'INVALID_INPUT',
+            `${label} has ${t.rank === 0 ? 'no rows (a scalar)' : `${t.shape[0]} rows`} but x has ${batchSize}.`,
+          );
+        }
       }
+      prepared.push({ feeds, batchSize, targets });
     }
     const step = this.steps++;
     const options =
       typeof this.options.options === 'function' ? this.options.options(step) : (this.options.options ?? {});
     const loss = typeof this.objective === 'string' ? this.objective : undefined;
-    let target: tf.Tensor | undefined;
-    const yLabel = y instanceof tf.Tensor ? 'y' : `y '${this.output}'`;
+    const yLabel = windows[0]!.y instanceof tf.Tensor ? 'y' : `y '${this.output}'`;
     if (loss !== undefined) {
-      target = targets[this.output];
-      if (target === undefined) {
-        throw new DynnError(
-          'INVALID_INPUT',
-          `y has no targets for output '${this.output}'; it holds ${Object.keys(targets).join(', ') || 'none'}.`,
-        );
+      for (const { targets } of prepared) {
+        const target = targets[this.output];
+        if (target === undefined) {
+          throw new DynnError(
+            'INVALID_INPUT',
+            `y has no targets for output '${this.output}'; it holds ${Object.keys(targets).join(', ') || 'none'}.`,
+          );
+        }
+        checkTargetShape(loss, target.shape, this.lossOutput, yLabel);
       }
-      checkTargetShape(loss, target.shape, this.lossOutput, yLabel);
     }
     const sparse = loss === 'sparseCategoricalCrossentropy';
     const auxWeight = this.options.auxLossWeight ?? 1;
-    let stateUpdates = new Map<tf.Variable, tf.Tensor>();
+    const stateUpdates = new Map<tf.Variable, tf.Tensor>();
+    // Session values as the windows see them: what the session holds, then each window's writes.
+    const working = new Map<string, SessionValue>(session?.values ?? []);
+    const written: tf.Tensor[] = [];
     let correct: tf.Scalar | undefined;
     let invalid: tf.Scalar | undefined;
     await ensureGradients();
     // Data-dependent decisions (routing, dispatch) are made first, untaped, with readbacks; the
     // taped step replays them synchronously. Nothing runs here when no op decides in training.
-    const decisions = await decideForTraining(model, feeds, options, seed, { trainable: this.trainable });
-    const report = this.options.report ? reportHook(batchSize) : undefined;
+    const decisions = await decideForTraining(model, prepared[0]!.feeds, options, seed, {
+      trainable: this.trainable,
+      ...(session === undefined ? {} : { session: working }),
+    });
+    const report = this.options.report ? reportHook(prepared[0]!.batchSize) : undefined;
     // A named loss needs its output only: nodes that feed nothing else are skipped.
     const outputs = this.namedLoss ? [this.output] : undefined;
     try {
       const { value, grads } = tf.variableGrads(() => {
-        const forward = forwardForTraining(model, feeds, options, seed, {
-          trainable: this.trainable,
-          decisions,
-          ...(outputs ? { outputs } : {}),
-          hooks: [...(this.options.hooks ?? []), ...(report ? [report.hook] : [])],
+        let total: tf.Scalar | undefined;
+        prepared.forEach(({ feeds, targets }, w) => {
+          const forward = forwardForTraining(model, feeds, options, seed + w, {
+            trainable: this.trainable,
+            decisions,
+            ...(outputs ? { outputs } : {}),
+            ...(session === undefined ? {} : { session: working }),
+            hooks: [...(this.options.hooks ?? []), ...(report ? [report.hook] : [])],
+          });
+          for (const [variable, update] of forward.stateUpdates) {
+            stateUpdates.get(variable)?.dispose();
+            stateUpdates.set(variable, update);
+          }
+          for (const [key, value] of forward.sessionWrites) {
+            working.set(key, value);
+            if (typeof value !== 'number') written.push(value);
+          }
+          let windowLoss: tf.Scalar;
+          const target = targets[this.output];
+          if (this.namedLoss && target !== undefined) {
+            const prediction = forward.outputs[this.output]!;
+            windowLoss = this.namedLoss(prediction, target);
+            if (this.classifies) correct = accumulate(correct, correctCount(prediction, target, sparse));
+            if (sparse) invalid = accumulate(invalid, countInvalidLabels(target, prediction.shape.at(-1)!));
+          } else {
+            windowLoss = (this.objective as Exclude<Objective, LossName>)(forward.outputs, targets);
+          }
+          for (const aux of forward.losses) windowLoss = tf.add(windowLoss, tf.mul(aux.value, auxWeight));
+          total = total === undefined ? windowLoss : tf.add<tf.Scalar>(total, windowLoss);
         });
-        stateUpdates = forward.stateUpdates;
-        let loss: tf.Scalar;
-        if (this.namedLoss && target !== undefined) {
-          const prediction = forward.outputs[this.output]!;
-          loss = this.namedLoss(prediction, target);
-          if (this.classifies) correct = tf.keep(correctCount(prediction, target, sparse));
-          if (sparse) invalid = tf.keep(countInvalidLabels(target, prediction.shape.at(-1)!));
-        } else {
-          loss = (this.objective as Exclude<Objective, LossName>)(forward.outputs, targets);
-        }
-        for (const aux of forward.losses) loss = tf.add(loss, tf.mul(aux.value, auxWeight));
-        return loss;
+        return prepared.length === 1 ? total! : tf.div<tf.Scalar>(total!, prepared.length);
       }, this.varList);
       const clipped = clip(grads, this.options.clipNorm, this.options.clipValue);
       const byParam = Object.fromEntries(
@@ -409,6 +492,14 @@ export class Trainer {
         ...new Set([...Object.values(hooked), ...Object.values(clipped), ...Object.values(grads)]),
       ]);
       for (const [variable, update] of stateUpdates) variable.assign(update);
+      if (session !== undefined) {
+        // The last window's values go to the session; what earlier windows wrote served the tape only.
+        const final = new Map([...working].filter(([key, v]) => session.values.get(key) !== v));
+        const kept = new Set(final.values());
+        tf.dispose(written.filter((t) => !kept.has(t)));
+        written.length = 0;
+        session.commit(final);
+      }
       this.options.afterUpdate?.(info);
       // One readback for the loss, the correct count and the count of invalid labels: each
       // readback is a sync point.
@@ -418,16 +509,25 @@ export class Trainer {
       tf.dispose([value, summary]);
       const lossValue = read[0]!;
       if (invalid !== undefined && read[correct ? 2 : 1]! > 0) {
-        checkTargetValues(loss!, await target!.data(), target!.shape, this.lossOutput, yLabel);
+        for (const [w, { targets }] of prepared.entries()) {
+          const target = targets[this.output]!;
+          checkTargetValues(
+            loss!,
+            await target.data(),
+            target.shape,
+            this.lossOutput,
+            windowLabel(yLabel, w, prepared.length),
+          );
+        }
         throw new DynnError('INVALID_INPUT', `${yLabel} holds labels outside the output's classes.`);
       }
-      if (!Number.isFinite(lossValue)) await this.explainNonFinite(x, y, feeds, targets, lossValue);
+      if (!Number.isFinite(lossValue)) await this.explainNonFinite(windows, prepared, lossValue);
       const result: StepResult = { loss: lossValue };
       if (correct) result.correct = read[1]!;
       if (report) result.report = report.finish({});
       return result;
     } finally {
-      tf.dispose([...stateUpdates.values()]);
+      tf.dispose([...stateUpdates.values(), ...written]);
       correct?.dispose();
       invalid?.dispose();
     }
@@ -438,18 +538,22 @@ export class Trainer {
    * (read back only now, on the failure path), else pointing at the learning rate.
    */
   private async explainNonFinite(
-    x: TensorOrMap,
-    y: TensorOrMap,
-    feeds: ReadonlyMap<string, tf.Tensor>,
-    targets: Record<string, tf.Tensor>,
+    windows: readonly { x: TensorOrMap; y: TensorOrMap }[],
+    prepared: readonly { feeds: Map<string, tf.Tensor>; targets: Record<string, tf.Tensor> }[],
     loss: number,
   ): Promise<never> {
     const check = async (t: tf.Tensor, label: string) => {
       if (t.dtype === 'float32') checkFinite(await t.data(), t.shape, label, DATA_FIX);
     };
-    for (const [name, t] of feeds) await check(t, x instanceof tf.Tensor ? 'x' : `x '${name}'`);
-    for (const [name, t] of Object.entries(targets))
-      await check(t, y instanceof tf.Tensor ? 'y' : `y '${name}'`);
+    for (const [w, { x, y }] of windows.entries()) {
+      const { feeds, targets } = prepared[w]!;
+      for (const [name, t] of feeds) {
+        await check(t, windowLabel(x instanceof tf.Tensor ? 'x' : `x '${name}'`, w, windows.length));
+      }
+      for (const [name, t] of Object.entries(targets)) {
+        await check(t, windowLabel(y instanceof tf.Tensor ? 'y' : `y '${name}'`, w, windows.length));
+      }
+    }
     throw new DynnError(
       'INVALID_INPUT',
       `The loss became ${loss} although x and y are finite: training diverged. Lower the learning rate, ` +

@@ -89,10 +89,11 @@ function projectHeads(
 }
 
 /** Additive mask [tq, tv]: 0 where key j may be attended from query i (j <= i), else very negative. */
-function causalMask(tq: number, tv: number): tf.Tensor2D {
+/** Query i (at position `past + i`) sees keys j <= past + i: the first `past` keys are cached ones. */
+function causalMask(tq: number, tv: number, past = 0): tf.Tensor2D {
   const values = new Float32Array(tq * tv);
   for (let i = 0; i < tq; i++) {
-    for (let j = i + 1; j < tv; j++) values[i * tv + j] = MASKED_LOGIT;
+    for (let j = past + i + 1; j < tv; j++) values[i * tv + j] = MASKED_LOGIT;
   }
   return tf.tensor2d(values, [tq, tv]);
 }
@@ -107,6 +108,11 @@ function causalMask(tq: number, tv: number): tf.Tensor2D {
  * [dq, heads, keyDim], `keyKernel` [dk, heads, keyDim], `valueKernel` [dv, heads, valueDim],
  * `outputKernel` [heads, valueDim, dq], and with `useBias` `queryBias`, `keyBias` [heads, keyDim],
  * `valueBias` [heads, valueDim], `outputBias` [dq].
+ *
+ * In a session (`model.session()`), causal attention keeps a KV cache: each run's keys and values
+ * are appended to those of the earlier runs, and its queries attend to all of them (query i at
+ * position past + i sees keys up to past + i), so decoding one position per run gives what a run
+ * over the whole sequence gives.
  *
  * Channels: the model dimension, space `query` (the query's and the output's features,
  * `queryKernel` axis 0, `outputKernel` axis 2, `outputBias`), and the input features of the
@@ -208,31 +214,60 @@ export const multiHeadAttention = defineOp<MultiHeadAttentionAttrs>({
       valueDim: attrs.valueDim === null && valueDim === keyDim ? null : valueDim,
     };
   },
+  sessionState(attrs) {
+    if (!attrs.causal) return [];
+    // [batch * heads, keyDim, past] and [batch * heads, past, valueDim]: the layouts the scores use.
+    return [
+      { name: 'keys', kind: 'tensor', dtype: 'float32', shape: ['rows', attrs.keyDim, 'past'] },
+      {
+        name: 'values',
+        kind: 'tensor',
+        dtype: 'float32',
+        shape: ['rows', 'past', attrs.valueDim ?? attrs.keyDim],
+      },
+    ];
+  },
   forward(ctx, inputs) {
     const [query, value] = inputs as [tf.Tensor, tf.Tensor];
     const key = inputs[2] ?? value;
     const { numHeads: heads, keyDim, causal, dropout } = ctx.attrs;
     const valueDim = ctx.attrs.valueDim ?? keyDim;
     const p = ctx.params;
-    return [
-      tf.tidy(() => {
-        const [batch, tq, dq] = query.shape as [number, number, number];
-        const tv = value.shape[1]!;
-        const q = projectHeads(query, p.queryKernel!, p.queryBias);
-        const kT = projectHeads(key, p.keyKernel!, p.keyBias, true);
-        const v = projectHeads(value, p.valueKernel!, p.valueBias);
-        let logits: tf.Tensor = batchMatMul(tf.mul(q, 1 / Math.sqrt(keyDim)), kT);
-        if (causal) logits = tf.add(logits, causalMask(tq, tv));
-        let probs = tf.softmax(logits);
-        if (ctx.training && dropout > 0) probs = tf.mul(probs, dropoutMask(ctx.rng(), dropout, probs.shape));
-        const attended = batchMatMul(probs as tf.Tensor3D, v);
-        const merged = tf.reshape(
-          tf.transpose(tf.reshape(attended, [batch, heads, tq, valueDim]), [0, 2, 1, 3]),
-          [batch, tq, heads * valueDim],
-        );
-        return linear(merged, tf.reshape(p.outputKernel!, [heads * valueDim, dq]), p.outputBias);
-      }),
-    ];
+    // In a session, causal attention keeps its keys and values: a run attends to every earlier
+    // run's positions too (incremental decoding), and stores the longer cache for the next.
+    const session = causal ? ctx.session : undefined;
+    const cachedKeys = session?.read('keys') as tf.Tensor | undefined;
+    const cachedValues = session?.read('values') as tf.Tensor | undefined;
+    const { output, keys, values } = tf.tidy(() => {
+      const [batch, tq, dq] = query.shape as [number, number, number];
+      const q = projectHeads(query, p.queryKernel!, p.queryBias);
+      let kT: tf.Tensor = projectHeads(key, p.keyKernel!, p.keyBias, true);
+      let v: tf.Tensor = projectHeads(value, p.valueKernel!, p.valueBias);
+      const past = cachedKeys?.shape[2] ?? 0;
+      if (cachedKeys !== undefined && cachedValues !== undefined) {
+        kT = tf.concat([cachedKeys, kT], 2);
+        v = tf.concat([cachedValues, v], 1);
+      }
+      const tv = v.shape[1]!;
+      let logits: tf.Tensor = batchMatMul(tf.mul(q, 1 / Math.sqrt(keyDim)), kT as tf.Tensor3D);
+      if (causal) logits = tf.add(logits, causalMask(tq, tv, past));
+      let probs = tf.softmax(logits);
+      if (ctx.training && dropout > 0) probs = tf.mul(probs, dropoutMask(ctx.rng(), dropout, probs.shape));
+      const attended = batchMatMul(probs as tf.Tensor3D, v as tf.Tensor3D);
+      const merged = tf.reshape(
+        tf.transpose(tf.reshape(attended, [batch, heads, tq, valueDim]), [0, 2, 1, 3]),
+        [batch, tq, heads * valueDim],
+      );
+      return {
+        output: linear(merged, tf.reshape(p.outputKernel!, [heads * valueDim, dq]), p.outputBias),
+        ...(session === undefined ? {} : { keys: kT, values: v }),
+      };
+    });
+    if (session !== undefined) {
+      session.write('keys', keys!);
+      session.write('values', values!);
+    }
+    return [output];
   },
   flops(attrs, inputs) {
     const [batch, tq, dq] = inputs[0] as [number, number, number];

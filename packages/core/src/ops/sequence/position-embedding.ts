@@ -31,6 +31,8 @@ function sequenceOf(x: ValueInfo, maxLength: number): { time: Dim; features: num
  * `core.Embedding`'s table, so neither dominates the other at the start of training. Its gradient
  * is a slice's and a broadcast add's: no gather, so it trains on wasm.
  *
+ * In a session (`model.session()`), positions continue from where the earlier runs stopped.
+ *
  * Channels: space `features` (the input's and the output's last axis, `embeddings` axis 1).
  * Positions are not channels: removing one would shift the positions after it.
  */
@@ -67,15 +69,28 @@ export const positionEmbedding = defineOp<PositionEmbeddingAttrs>({
       ],
     };
   },
+  sessionState: () => [{ name: 'offset', kind: 'number' }],
   forward(ctx, [x]) {
     const [, time, features] = x!.shape as [number, number, number];
     const { maxLength } = ctx.attrs;
-    if (time > maxLength) {
-      throw new Error(`the sequence has ${time} positions but maxLength is ${maxLength}; raise maxLength`);
+    // In a session the positions continue from the earlier runs' (incremental decoding).
+    const offset = (ctx.session?.read('offset') as number | undefined) ?? 0;
+    if (offset + time > maxLength) {
+      throw new Error(
+        offset === 0
+          ? `the sequence has ${time} positions but maxLength is ${maxLength}; raise maxLength`
+          : `the session reached position ${offset + time} but maxLength is ${maxLength}; reset the session or raise maxLength`,
+      );
     }
+    ctx.session?.write('offset', offset + time);
     const table = ctx.params.embeddings!;
     return [
-      tf.tidy(() => tf.add(x!, time === maxLength ? table : tf.slice(table, [0, 0], [time, features]))),
+      tf.tidy(() =>
+        tf.add(
+          x!,
+          offset === 0 && time === maxLength ? table : tf.slice(table, [offset, 0], [time, features]),
+        ),
+      ),
     ];
   },
   // One addition per element.

@@ -159,10 +159,25 @@ export const scanOp = defineOp<ScanAttrs>({
     }
     return channels;
   },
+  sessionState: (attrs) =>
+    attrs.body.inputs.slice(0, attrs.carried).map((v, i) => ({
+      name: `carry${i}`,
+      kind: 'tensor' as const,
+      dtype: v.dtype,
+      shape: [...v.shape],
+    })),
   forward(ctx, inputs) {
     const { carried, reverse } = ctx.attrs;
-    return tf.tidy(() => {
-      let carry = inputs.slice(0, carried);
+    // In a session the carried values continue from the earlier runs' last ones (the initial
+    // values given as inputs start the session's first run): a sequence fed in chunks gives what
+    // it gives fed whole. A reversed scan runs each chunk backwards, so it carries nothing.
+    const session = reverse ? undefined : ctx.session;
+    const resumed = Array.from(
+      { length: carried },
+      (_, i) => session?.read(`carry${i}`) as tf.Tensor | undefined,
+    );
+    const results = tf.tidy(() => {
+      let carry = inputs.slice(0, carried).map((c, i) => resumed[i] ?? c);
       const sequences = inputs.slice(carried);
       const time = sequences[0]!.shape[1]!;
       const slices = time > 0 ? sequences.map((s) => tf.unstack(s, 1)) : [];
@@ -185,9 +200,16 @@ export const scanOp = defineOp<ScanAttrs>({
         const rest = info.shape.slice(1).map((d) => (typeof d === 'number' ? d : 0));
         return tf.zeros([rows, 0, ...rest], info.dtype);
       });
-      // A carried value the body passed through unchanged is the caller's tensor: hand out a new handle.
-      return [...carry.map((c) => (inputs.includes(c) ? tf.reshape(c, c.shape) : c)), ...stacked];
+      // A carried value the body passed through unchanged is the caller's (or the session's)
+      // tensor: hand out a new handle.
+      const own = (c: tf.Tensor) => (inputs.includes(c) || resumed.includes(c) ? tf.reshape(c, c.shape) : c);
+      return [...carry.map(own), ...stacked];
     });
+    if (session !== undefined) {
+      for (let i = 0; i < carried; i++)
+        session.write(`carry${i}`, tf.reshape(results[i]!, results[i]!.shape));
+    }
+    return results;
   },
   flops(attrs, inputs, _, ctx) {
     const sequences = inputs.slice(attrs.carried);
