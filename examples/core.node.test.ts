@@ -1,10 +1,12 @@
 import { useBackend } from '@dynn/core';
 import { guardLeaks } from '@dynn/testing';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { main as hostTable } from './core/host-table.js';
 import { main as nodeHooks } from './core/node-hooks.js';
 import { main as pruneChannels } from './core/prune-channels.js';
 import { main as routeRows } from './core/route-rows.js';
 import { main as scanRnn } from './core/scan-rnn.js';
+import { main as sessionDecoding } from './core/session-decoding.js';
 
 // The core examples of sub-graphs, decisions in training and hooks. They read the UCI digits from
 // the file system, so they run in Node, on wasm: the cpu backend computes the same numbers, five
@@ -93,5 +95,36 @@ describe('core examples on wasm', () => {
         /^latency on wasm, median ms per batch: \d+\.\d\d -> \d+\.\d\d \(x\d+\.\d\d\)$/.test(l),
       ),
     ).toBe(true);
+  });
+
+  it('core/session-decoding generates the same text with a KV cache as by recomputing, for far fewer FLOPs', async () => {
+    const lines: string[] = [];
+    const { bitsPerChar, same, text, flops } = await sessionDecoding('wasm', (line) => lines.push(line));
+    // A uniform guess over Austen's 81 symbols is log2(81) = 6.3 bits.
+    expect(bitsPerChar).toBeLessThan(3.2);
+    expect(same).toBe(true);
+    expect(text.startsWith('It is a truth universally')).toBe(true);
+    expect(flops.session * 10).toBeLessThan(flops.full);
+    expect(lines[0]).toMatch(/^trained 1000 steps on Austen: \d\.\d\d bits per character on held-out text$/);
+  }, 120_000);
+
+  it('core/host-table trains UCI message embeddings from a host table, moving only the rows a batch touches', async () => {
+    const lines: string[] = [];
+    const result = await hostTable('wasm', (line) => lines.push(line));
+    expect(result.losses).toHaveLength(6);
+    expect(result.losses.at(-1)!).toBeLessThan(result.losses[0]! / 2);
+    // Well above chance and above ranking receivers by popularity.
+    expect(result.chanceMrr).toBeCloseTo(0.0515, 3);
+    expect(result.popularityMrr).toBeGreaterThan(0.08);
+    expect(result.mrr).toBeGreaterThan(0.2);
+    expect(result.mrr).toBeGreaterThan(2 * result.popularityMrr);
+    expect(result.testEdges).toBeGreaterThan(8000);
+    // 3,798 rows x 32 floats, plus as many Adagrad accumulators; a batch moves its distinct rows only.
+    expect(result.tableBytes).toBe(2 * 3798 * 32 * 4);
+    expect(result.rowBytesPerBatch).toBeLessThan(3798 * 32 * 4);
+    expect(result.peakBackendBytes).toBeLessThan(1024 * 1024);
+    expect(lines.at(-2)).toMatch(
+      /^test MRR over \d+ later messages \(100 negatives each\): embeddings 0\.\d{3}, popularity 0\.\d{3}, chance 0\.051$/,
+    );
   });
 });
