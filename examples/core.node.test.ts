@@ -1,6 +1,7 @@
 import { useBackend } from '@dynn/core';
 import { guardLeaks } from '@dynn/testing';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { main as carriedState } from './core/carried-state.js';
 import { main as hostTable } from './core/host-table.js';
 import { main as nodeHooks } from './core/node-hooks.js';
 import { main as pruneChannels } from './core/prune-channels.js';
@@ -127,4 +128,12 @@ describe('core examples on wasm', () => {
       /^test MRR over \d+ later messages \(100 negatives each\): embeddings 0\.\d{3}, popularity 0\.\d{3}, chance 0\.051$/,
     );
   });
+
+  it('core/carried-state: a GRU trained with its state carried across windows beats one reset every window', async () => {
+    const lines: string[] = [];
+    const { carried, reset } = await carriedState('wasm', (line) => lines.push(line));
+    expect(carried).toBeLessThan(3.5);
+    expect(carried).toBeLessThan(reset);
+    expect(lines[0]).toMatch(/^state carried across windows \(4 per tape\): \d\.\d\d bits per character$/);
+  }, 180_000);
 });
