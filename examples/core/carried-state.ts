@@ -83,7 +83,10 @@ async function train(ids: ArrayLike<number>, split: number, vocab: number, steps
   return model;
 }
 
-/** Bits per character over `windows` held-out windows, streamed through a session (state carried). */
+/**
+ * Bits per character over `windows` consecutive held-out windows, each model as it was trained:
+ * streamed through a session (state carried), or every window from h0 = 0.
+ */
 async function bitsPerChar(
   model: ReturnType<typeof createModel>,
   ids: ArrayLike<number>,
@@ -91,8 +94,9 @@ async function bitsPerChar(
   to: number,
   vocab: number,
   windows: number,
+  carried: boolean,
 ) {
-  const session = model.session();
+  const session = carried ? model.session() : undefined;
   const h0 = tf.zeros([STREAMS, HIDDEN]);
   let nats = 0;
   for (let w = 0; w < windows; w++) {
