@@ -45,7 +45,9 @@ const bodyOutput = (index: number): ChannelTensor => ({ kind: 'output', index, g
  * - params: the body's, named `<node>/body/<body node>/<name>`, shared by every step
  *
  * Gradients flow through every step (backpropagation through time, in one tape). A sequence of
- * zero steps returns the initial carried values and empty per-step outputs.
+ * zero steps returns the initial carried values and empty per-step outputs. In a session
+ * (`model.session()`), a forward scan resumes from the carried values the previous run ended with
+ * (the inputs start the session's first run), so a sequence fed in chunks gives what it gives whole.
  *
  * Channels: they flow into the body's own ops. Each non-batch axis of a carried value ties the
  * node's input, the body's input, the body's output and the node's output (the body's output
