@@ -36,7 +36,11 @@ export function initTensor(init: Initializer, shape: readonly number[], dtype: D
   }
 }
 
-function samplerFor(init: Initializer, rng: Rng): () => number {
+/**
+ * @internal A sampler of a random initializer: what `initTensor` draws, one value per call (host
+ * tables fill their rows with it).
+ */
+export function samplerFor(init: Initializer, rng: Rng): () => number {
   switch (init.kind) {
     case 'glorotUniform': {
       const limit = Math.sqrt(6 / Math.max(1, init.fanIn + init.fanOut));
