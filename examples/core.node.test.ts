@@ -8,6 +8,7 @@ import { main as pruneChannels } from './core/prune-channels.js';
 import { main as routeRows } from './core/route-rows.js';
 import { main as scanRnn } from './core/scan-rnn.js';
 import { main as sessionDecoding } from './core/session-decoding.js';
+import { main as signedMessagePassing } from './core/signed-message-passing.js';
 
 // The core examples of sub-graphs, decisions in training and hooks. They read the UCI digits from
 // the file system, so they run in Node, on wasm: the cpu backend computes the same numbers, five
@@ -136,4 +137,14 @@ describe('core examples on wasm', () => {
     expect(carried).toBeLessThan(reset);
     expect(lines[0]).toMatch(/^state carried across windows \(4 per tape\): \d\.\d\d bits per character$/);
   }, 180_000);
+
+  it('core/signed-message-passing trains Gather and SegmentMean message passing on Bitcoin-OTC', async () => {
+    const lines: string[] = [];
+    const { messagePassing, embeddingsOnly, allNegative } = await signedMessagePassing('wasm', (line) =>
+      lines.push(line),
+    );
+    expect(messagePassing).toBeGreaterThan(allNegative);
+    expect(embeddingsOnly).toBeGreaterThan(allNegative);
+    expect(lines[1]).toMatch(/^with message passing: F1 of negative ratings 0\.\d{3}$/);
+  }, 120_000);
 });

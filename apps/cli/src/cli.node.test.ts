@@ -276,6 +276,7 @@ describe('dynn, the built binary', () => {
       'machine',
       'quick',
       'results',
+      'sparse',
       'overhead',
       'overhead_goals',
       'error',

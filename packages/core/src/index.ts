@@ -18,6 +18,8 @@ export type { ChannelAnalysis, ChannelBarrier, ChannelGroup, ChannelMember } fro
 export { channelGroups } from './channel-groups.js';
 export type { CompiledGraph, CompiledNode, CompiledSubGraph, NodeTensor } from './compile.js';
 export { compileGraph, inferNodeOutputs, inferShapes, nodeTensorSpecs } from './compile.js';
+export type { CapacityPolicy, CapacityResult, Grouping } from './dispatch.js';
+export { applyCapacity, capacityFor, groupByIds } from './dispatch.js';
 export type { DynnErrorCode, DynnErrorContext } from './errors.js';
 export { DynnError, isDynnError } from './errors.js';
 export type {
@@ -95,6 +97,8 @@ export {
 export { coreOps, corePasses, corePlugin } from './ops/index.js';
 export type { ScanAttrs } from './ops/sequence/index.js';
 export { batchMatMul, scanOp } from './ops/sequence/index.js';
+export type { SegmentAttrs, SegmentMaxAttrs, SegmentMaxOptions, SegmentOptions } from './ops/sparse/index.js';
+export { scatterAddRows, segmentMax, segmentMean, segmentSum } from './ops/sparse/index.js';
 export type { PassContext, PassDef, PassResult, Plugin, WeightedGraph } from './plugin.js';
 export { definePass, definePlugin } from './plugin.js';
 export type { Rng } from './random.js';

@@ -3,8 +3,12 @@ import {
   createRuntime,
   type Graph,
   GraphBuilder,
+  gatherRows,
   type Model,
   type Runtime,
+  scatterAddRows,
+  segmentMax,
+  segmentSum,
   Trainer,
   useBackend,
 } from '@dynn/core';
@@ -54,9 +58,35 @@ export const OVERHEAD_DEPTH = 200;
 export const OVERHEAD_WIDTH = 16;
 const OVERHEAD_MODEL = `${OVERHEAD_DEPTH} tiny nodes (executor overhead)`;
 
+/**
+ * One case of the sparse-ops row: a core sparse op (forward, or forward and backward) against
+ * tfjs's own op, or, where that cannot run on the benchmark backend, against the same computation
+ * written with `tf.scatterND` / `tf.gather` by hand (`tfjs_baseline` says which ran).
+ */
+export interface BenchSparseRow {
+  /** The dynn op (`core.Gather`), timed through its exported function. */
+  op: string;
+  /** What is timed and on which shapes. */
+  case: string;
+  dynn_ms: number;
+  /** The tfjs baseline's median, or null when tfjs has nothing to compare with. */
+  tfjs_ms: number | null;
+  /** dynn / tfjs baseline. */
+  ratio: number | null;
+  /** What the tfjs column ran. */
+  tfjs_baseline: string;
+  /** Why tfjs's own op did not run here (first line of its error), or null (it ran, or there is none). */
+  tfjs_error: string | null;
+}
+
+/** Shapes of the sparse-ops row: `ROWS` rows of `WIDTH` features moved to or from `SEGMENTS` rows. */
+export const SPARSE_SHAPES = { rows: 20_000, segments: 10_000, width: 64 } as const;
+
 /** The fields `dynn bench core --json` adds to the bench envelope. */
 export interface BenchCoreResult {
   results: BenchCoreRow[];
+  /** The sparse-ops row: Gather, ScatterAdd and the segment reductions against tfjs. */
+  sparse: BenchSparseRow[];
   /** The executor-overhead row: a case per batch size and report setting. */
   overhead: BenchOverheadRow[];
   /** Its goals. */
@@ -113,7 +143,7 @@ async function readBack(t: tf.Tensor | tf.Tensor[]): Promise<void> {
  * Measures the MLP (784-512-512-10) and the demo CNN built in dynn and in tfjs-layers, side by
  * side in one process on the active backend: inference at batch 1 and 256 and one training step
  * at batch 64 (Adam). Reports medians after warm-up and the dynn / tfjs-layers ratio. Then the
- * executor-overhead row (see {@link runOverhead}).
+ * sparse-ops row (see {@link runSparse}) and the executor-overhead row (see {@link runOverhead}).
  */
 export async function runBenchCore(
   timing: TimingOptions,
@@ -193,8 +223,212 @@ export async function runBenchCore(
     twin.dispose();
     model.dispose();
   }
+  const sparse = await runSparse(timing, onProgress);
   const overhead = await runOverhead(runtime, { ...timing, minTotalMs: overheadMs }, onProgress);
-  return { results: rows, overhead, overhead_goals: OVERHEAD_GOALS };
+  return { results: rows, sparse, overhead, overhead_goals: OVERHEAD_GOALS };
+}
+
+/** A computation of the sparse-ops row: returns the tensors to read back (outputs, gradients). */
+type SparseBody = () => tf.Tensor[];
+
+/** A tfjs candidate for one case: tfjs's own op first, then hand-written equivalents. */
+interface SparseCandidate {
+  name: string;
+  body: SparseBody;
+}
+
+/** `sum(f(inputs) * weights)`'s gradients with respect to `inputs`, and nothing else kept. */
+function gradsOf(
+  f: (...inputs: tf.Tensor[]) => tf.Tensor,
+  inputs: tf.Tensor[],
+  weights: tf.Tensor,
+): SparseBody {
+  return () => tf.grads((...xs: tf.Tensor[]) => tf.sum(tf.mul(f(...xs), weights)))(inputs);
+}
+
+/** `tf.scatterND` of rows `[k, ...]` at `ids` into `rows` rows: the scatter-add tfjs has everywhere. */
+function scatterNdRows(ids: tf.Tensor, updates: tf.Tensor, rows: number): tf.Tensor {
+  return tf.scatterND(tf.reshape(ids, [ids.size, 1]), updates, [rows, ...updates.shape.slice(1)]);
+}
+
+/**
+ * `tf.gather` whose gradient is a `tf.scatterND` (tf.customGrad): what a tfjs user writes where
+ * tf.gather's own gradient (UnsortedSegmentSum) is missing.
+ */
+function gatherWithScatterGrad(table: tf.Tensor, ids: tf.Tensor): tf.Tensor {
+  // biome-ignore lint/suspicious/noExplicitAny: tf.customGrad's callback signature is untyped.
+  const op = tf.customGrad((...args: any[]) => {
+    const [t, save] = args as [tf.Tensor, tf.GradSaveFunc];
+    save([ids]);
+    return {
+      value: tf.gather(t, ids),
+      gradFunc: (dy: tf.Tensor, [i]: tf.Tensor[]) => scatterNdRows(i!, dy, table.shape[0]!),
+    };
+  }) as unknown as (t: tf.Tensor) => tf.Tensor;
+  return op(table);
+}
+
+/** `tf.scatterND` whose gradient is a `tf.gather` (tf.customGrad): a segment sum tfjs can train. */
+function scatterWithGatherGrad(ids: tf.Tensor, rows: number): (updates: tf.Tensor) => tf.Tensor {
+  // biome-ignore lint/suspicious/noExplicitAny: tf.customGrad's callback signature is untyped.
+  return tf.customGrad((...args: any[]) => {
+    const [u, save] = args as [tf.Tensor, tf.GradSaveFunc];
+    save([ids]);
+    return {
+      value: scatterNdRows(ids, u, rows),
+      gradFunc: (dy: tf.Tensor, [i]: tf.Tensor[]) => tf.gather(dy, i!),
+    };
+  }) as unknown as (updates: tf.Tensor) => tf.Tensor;
+}
+
+/** The first line of an error's message. */
+function firstLine(error: unknown): string {
+  return (error as Error).message.split('\n')[0]!;
+}
+
+/**
+ * The sparse-ops row on the active backend: dynn's Gather, ScatterAdd, SegmentSum and SegmentMax
+ * (through their exported functions, as the ops call them) against tfjs's own ops, side by side.
+ * Where tfjs's op cannot run here (on wasm: tf.gather's and tf.unsortedSegmentSum's gradients need
+ * the missing UnsortedSegmentSum kernel, tf.scatterND has no gradient at all), the row records
+ * why and times the same computation written with `tf.scatterND` / `tf.gather` by hand instead.
+ * Each baseline is checked to compute what dynn computes (within 1e-5, relative) before timing.
+ */
+async function runSparse(
+  timing: TimingOptions,
+  onProgress: (label: string) => void,
+): Promise<BenchSparseRow[]> {
+  const { rows: k, segments: n, width } = SPARSE_SHAPES;
+  const table = tf.randomUniform([n, width], -1, 1, 'float32', 11);
+  const data = tf.randomUniform([k, width], -1, 1, 'float32', 12);
+  const ids = tf.randomUniform([k], 0, n, 'int32', 13);
+  const tableWeights = tf.randomUniform([n, width], -1, 1, 'float32', 14);
+  const rowWeights = tf.randomUniform([k, width], -1, 1, 'float32', 15);
+  const shapes = `[${k}, ${width}] rows, ${n} targets`;
+  // The largest segment, which bounds SegmentMax's scan (a caller would know it: a capacity, a degree).
+  const counts = new Int32Array(n);
+  for (const id of await ids.data()) counts[id]!++;
+  const longest = Math.max(...counts);
+  const cases: Array<{ op: string; case: string; dynn: SparseBody; tfjs: SparseCandidate[] }> = [
+    {
+      op: 'core.Gather',
+      case: `forward, ${shapes}`,
+      dynn: () => [gatherRows(table, ids)],
+      tfjs: [{ name: 'tf.gather', body: () => [tf.gather(table, ids)] }],
+    },
+    {
+      op: 'core.Gather',
+      case: `forward + backward, ${shapes}`,
+      dynn: gradsOf((t) => gatherRows(t, ids), [table], rowWeights),
+      tfjs: [
+        { name: 'tf.gather', body: gradsOf((t) => tf.gather(t, ids), [table], rowWeights) },
+        {
+          name: 'tf.gather, tf.scatterND gradient (tf.customGrad)',
+          body: gradsOf((t) => gatherWithScatterGrad(t, ids), [table], rowWeights),
+        },
+      ],
+    },
+    {
+      op: 'core.ScatterAdd',
+      case: `forward + backward, ${shapes}`,
+      dynn: gradsOf((b, u) => scatterAddRows(b, ids, u), [table, data], tableWeights),
+      tfjs: [
+        {
+          name: 'tf.add(base, tf.scatterND)',
+          body: gradsOf((b, u) => tf.add(b, scatterNdRows(ids, u, n)), [table, data], tableWeights),
+        },
+        {
+          name: 'tf.add(base, tf.scatterND), tf.gather gradient (tf.customGrad)',
+          body: gradsOf((b, u) => tf.add(b, scatterWithGatherGrad(ids, n)(u)), [table, data], tableWeights),
+        },
+      ],
+    },
+    {
+      op: 'core.SegmentSum',
+      case: `forward, ${shapes}`,
+      dynn: () => [segmentSum(data, ids, n)],
+      tfjs: [
+        { name: 'tf.unsortedSegmentSum', body: () => [tf.unsortedSegmentSum(data, ids as tf.Tensor1D, n)] },
+        { name: 'tf.scatterND', body: () => [scatterNdRows(ids, data, n)] },
+      ],
+    },
+    {
+      op: 'core.SegmentSum',
+      case: `forward + backward, ${shapes}`,
+      dynn: gradsOf((d) => segmentSum(d, ids, n), [data], tableWeights),
+      tfjs: [
+        {
+          name: 'tf.unsortedSegmentSum',
+          body: gradsOf((d) => tf.unsortedSegmentSum(d, ids as tf.Tensor1D, n), [data], tableWeights),
+        },
+        {
+          name: 'tf.scatterND, tf.gather gradient (tf.customGrad)',
+          body: gradsOf((d) => scatterWithGatherGrad(ids, n)(d), [data], tableWeights),
+        },
+      ],
+    },
+    {
+      op: 'core.SegmentMax',
+      case: `forward + backward, ${shapes}`,
+      dynn: gradsOf((d) => segmentMax(d, ids, n), [data], tableWeights),
+      tfjs: [],
+    },
+    {
+      op: 'core.SegmentMax',
+      case: `forward + backward, ${shapes}, maxSegmentLength ${longest} (the largest segment)`,
+      dynn: gradsOf((d) => segmentMax(d, ids, n, { maxSegmentLength: longest }), [data], tableWeights),
+      tfjs: [],
+    },
+  ];
+  const result: BenchSparseRow[] = [];
+  for (const c of cases) {
+    onProgress(`${c.op}: ${c.case}`);
+    const expected = c.dynn();
+    let baseline: SparseCandidate | undefined;
+    let error: string | null = null;
+    for (const candidate of c.tfjs) {
+      let got: tf.Tensor[];
+      try {
+        got = candidate.body();
+      } catch (caught) {
+        error ??= `${candidate.name}: ${firstLine(caught)}`;
+        continue;
+      }
+      const gaps = got.map((t, i) => relativeGap(expected[i]!, t));
+      tf.dispose(got);
+      const worst = Math.max(...gaps);
+      if (!(worst <= 1e-5)) {
+        tf.dispose(expected);
+        throw new Error(`${c.op} (${c.case}): dynn and ${candidate.name} disagree by ${worst}`);
+      }
+      baseline = candidate;
+      break;
+    }
+    tf.dispose(expected);
+    const dynnBody = async () => readBack(c.dynn());
+    let dynn: number;
+    let tfjs: number | null = null;
+    if (baseline === undefined) {
+      dynn = await timeMedian(dynnBody, timing);
+    } else {
+      const body = baseline.body;
+      [dynn, tfjs] = (await timeSideBySide([dynnBody, async () => readBack(body())], timing)) as [
+        number,
+        number,
+      ];
+    }
+    result.push({
+      op: c.op,
+      case: c.case,
+      dynn_ms: dynn,
+      tfjs_ms: tfjs,
+      ratio: tfjs === null ? null : dynn / tfjs,
+      tfjs_baseline: baseline?.name ?? 'none: tfjs has no segment max',
+      tfjs_error: error,
+    });
+  }
+  tf.dispose([table, data, ids, tableWeights, rowWeights]);
+  return result;
 }
 
 /** A chain of `OVERHEAD_DEPTH` `core.Dense` `OVERHEAD_WIDTH`->`OVERHEAD_WIDTH` relu nodes. */
@@ -331,6 +565,24 @@ export function benchCoreMarkdown(result: BenchCoreResult, head: BenchHead): str
         r.case,
         ms(r.dynn_ms),
         r.tfjs_ms === null ? `fails: \`${r.tfjs_error}\`` : ms(r.tfjs_ms),
+        r.ratio === null ? 'n/a' : r.ratio.toFixed(2),
+      ]),
+    ),
+    '',
+    `Sparse ops: dynn's gather, scatter-add and segment reductions (their exported functions, as the ops ` +
+      `call them) against tfjs on the same backend; where tfjs's own op cannot run there, the tfjs column ` +
+      'is the same computation written with `tf.scatterND` / `tf.gather` by hand, and the failure is shown. ' +
+      'Forward + backward: the gradients of `sum(op(x) * w)`.',
+    '',
+    markdownTable(
+      ['op', 'case', 'dynn (ms)', 'tfjs (ms)', 'tfjs baseline', "tfjs's own op", 'dynn / tfjs'],
+      result.sparse.map((r) => [
+        r.op,
+        r.case,
+        ms(r.dynn_ms),
+        r.tfjs_ms === null ? 'n/a' : ms(r.tfjs_ms),
+        r.tfjs_baseline,
+        r.tfjs_error !== null ? `fails: \`${r.tfjs_error}\`` : r.tfjs_ms === null ? 'none' : 'runs',
         r.ratio === null ? 'n/a' : r.ratio.toFixed(2),
       ]),
     ),

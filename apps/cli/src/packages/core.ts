@@ -9,7 +9,8 @@ export const coreCli = defineCliContribution({
     {
       description:
         'MLP and demo CNN in dynn vs tfjs-layers on wasm: inference (batch 1, 256) and a training step (batch 64); ' +
-        'executor overhead: 200 tiny Dense nodes vs tfjs-layers and a hand-written tf.tidy chain',
+        'executor overhead: 200 tiny Dense nodes vs tfjs-layers and a hand-written tf.tidy chain; ' +
+        "sparse ops (Gather, ScatterAdd, segment reductions, with gradients) vs tfjs's own where they run",
       options: [
         {
           flags: '--warmup <n>',

@@ -7,10 +7,11 @@ import { splitLayerPass } from '../split-layer.js';
 import { addStateVariantsPass } from '../state-variants.js';
 import { basicOps } from './basic/index.js';
 import { sequenceOps } from './sequence/index.js';
+import { sparseOps } from './sparse/index.js';
 import { spatialOps } from './spatial/index.js';
 
 /** Every op of the `core` domain. */
-export const coreOps = [...basicOps, ...spatialOps, ...sequenceOps];
+export const coreOps = [...basicOps, ...spatialOps, ...sequenceOps, ...sparseOps];
 
 /** The passes of the `core` domain: channel groups, sub-networks, state variants. */
 export const corePasses = [
