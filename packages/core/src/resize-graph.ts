@@ -1,7 +1,7 @@
 import { type CompiledGraph, compileGraph, compileNode } from './compile.js';
 import { DynnError } from './errors.js';
 import type { Attrs, AttrValue, Graph, GraphNode, SubGraph, ValueInfo } from './ir.js';
-import { formatShape } from './ops/basic/shape-helpers.js';
+import { formatShape, sameDims } from './ops/basic/shape-helpers.js';
 import type { Runtime } from './runtime.js';
 import { requiredTensors } from './tensor-owners.js';
 
@@ -17,8 +17,7 @@ function resized(info: ValueInfo, name: string, sizes: AxisSizes): ValueInfo {
   return { ...info, shape: info.shape.map((d, axis) => axes.get(axis) ?? d) };
 }
 
-const sameShape = (a: ValueInfo, b: ValueInfo) =>
-  a.dtype === b.dtype && a.shape.length === b.shape.length && a.shape.every((d, i) => d === b.shape[i]);
+const sameShape = (a: ValueInfo, b: ValueInfo) => a.dtype === b.dtype && sameDims(a.shape, b.shape);
 
 function resizeScope(
   runtime: Runtime,

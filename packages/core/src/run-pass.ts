@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { DynnError } from './errors.js';
 import type { Graph } from './ir.js';
 import { createModel, Model } from './model.js';
+import { sameDims } from './ops/basic/shape-helpers.js';
 import type { PassResult, WeightedGraph } from './plugin.js';
 import type { Runtime } from './runtime.js';
 import { checkGraph } from './validate.js';
@@ -48,11 +49,7 @@ export function runPass<O>(
       const given = made.get(t.name);
       const kept = input.weights.get(t.name);
       if (given !== undefined) {
-        const same =
-          given.dtype === t.dtype &&
-          given.shape.length === t.shape.length &&
-          given.shape.every((d, i) => d === t.shape[i]);
-        if (!same) {
+        if (given.dtype !== t.dtype || !sameDims(given.shape, t.shape)) {
           throw new DynnError(
             'SHAPE_MISMATCH',
             `Pass '${name}' made weight '${t.name}' of ${given.dtype}[${given.shape.join(', ')}], but its graph ` +

@@ -3,6 +3,7 @@ import { version } from '../../package.json';
 import { DynnError } from '../errors.js';
 import type { Graph } from '../ir.js';
 import { Model } from '../model.js';
+import { sameDims } from '../ops/basic/shape-helpers.js';
 import type { WeightedGraph } from '../plugin.js';
 import { checkGraphSchema } from './graph-schema.js';
 import { UNBOUNDED_LIMITS } from './limits.js';
@@ -75,8 +76,7 @@ function tensorsToSave(source: Model | WeightedGraph, label: string): { name: st
       tensor !== undefined &&
       !tensor.isDisposed &&
       tensor.dtype === info.dtype &&
-      tensor.shape.length === info.shape.length &&
-      tensor.shape.every((d, i) => d === info.shape[i]);
+      sameDims(tensor.shape, info.shape);
     if (!same) {
       throw new DynnError(
         'MODEL_FILE',

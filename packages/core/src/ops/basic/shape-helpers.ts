@@ -5,6 +5,11 @@ export function formatShape(shape: readonly Dim[]): string {
   return `[${shape.join(', ')}]`;
 }
 
+/** Whether two shapes have the same rank and dimensions. */
+export function sameDims(a: readonly Dim[], b: readonly Dim[]): boolean {
+  return a.length === b.length && a.every((d, i) => d === b[i]);
+}
+
 /** The number of elements of a concrete shape (1 for a scalar). */
 export function product(shape: readonly number[]): number {
   let size = 1;
