@@ -3,6 +3,8 @@
 // through every block that adds to it), remove the weakest half of one group physically, and
 // measure what that saves: parameters, FLOPs and latency, side by side in one run.
 // CI runs `main()` (examples/core.node.test.ts).
+
+import { timeSideBySide } from '@dynn/cli';
 import {
   applyPass,
   type BackendName,
@@ -41,20 +43,6 @@ async function channelMagnitudes(model: Model, group: ChannelGroup): Promise<Flo
   return sums;
 }
 
-/** Median of `runs` timed predictions after `warmup` untimed ones (the outputs read back). */
-async function medianMs(model: Model, x: tf.Tensor, warmup = 3, runs = 15): Promise<number> {
-  const times: number[] = [];
-  for (let i = 0; i < warmup + runs; i++) {
-    const start = performance.now();
-    const y = await model.predict(x);
-    await y.data();
-    y.dispose();
-    if (i >= warmup) times.push(performance.now() - start);
-  }
-  times.sort((a, b) => a - b);
-  return times[Math.floor(times.length / 2)]!;
-}
-
 function cost(model: Model, batch: number, ms: number): ModelCost {
   return { params: model.paramCount, flops: model.costs(batch).reduce((s, c) => s + c.flops, 0), ms };
 }
@@ -88,14 +76,14 @@ export async function main(backend: BackendName = 'wasm', log: (line: string) =>
   const batch = 32;
   const x = seededUniform([batch, 32, 32, 3], { seed: 1 });
   // Side by side in one run, alternating, so that both see the same machine state.
-  const [beforeMs, afterMs] = [[] as number[], [] as number[]];
-  for (let round = 0; round < 3; round++) {
-    beforeMs.push(await medianMs(model, x));
-    afterMs.push(await medianMs(pruned, x));
-  }
-  const median = (list: number[]) => list.sort((a, b) => a - b)[1]!;
-  const before = cost(model, batch, median(beforeMs));
-  const after = cost(pruned, batch, median(afterMs));
+  const predicts = [model, pruned].map((m) => async () => {
+    const y = await m.predict(x);
+    await y.data();
+    y.dispose();
+  });
+  const [beforeMs, afterMs] = await timeSideBySide(predicts, { warmup: 3, repeats: 45 });
+  const before = cost(model, batch, beforeMs!);
+  const after = cost(pruned, batch, afterMs!);
   const want = await model.predict(x);
   const got = await pruned.predict(x);
   const same = tf.tidy(() => tf.mean(tf.cast(tf.equal(tf.argMax(want, -1), tf.argMax(got, -1)), 'float32')));

@@ -22,3 +22,5 @@ export type {
   CliRunContext,
 } from './contribution.js';
 export { defineCliContribution } from './contribution.js';
+export type { TimingOptions } from './timing.js';
+export { timeMedian, timeSideBySide } from './timing.js';

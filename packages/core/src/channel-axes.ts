@@ -57,6 +57,11 @@ export interface ChannelAxis {
   mixes?: boolean;
 }
 
+/** The channel of its space that position `j` of an axis holds (see {@link ChannelAxis}). */
+export function channelOfPosition(axis: Pick<ChannelAxis, 'offset' | 'block' | 'period'>, j: number): number {
+  return (axis.offset ?? 0) + (Math.floor(j / (axis.block ?? 1)) % (axis.period ?? Number.POSITIVE_INFINITY));
+}
+
 /**
  * What an op's channels are, for one node: its channel spaces and the axes of its tensors that
  * hold them. Axes of the same space move together (Add ties its inputs and output; Dense has an

@@ -1,4 +1,4 @@
-import type { ChannelAxis, ChannelTensor } from './channel-axes.js';
+import { type ChannelAxis, type ChannelTensor, channelOfPosition } from './channel-axes.js';
 import { type CompiledGraph, type CompiledNode, compileGraph, findSubGraph } from './compile.js';
 import { DynnError } from './errors.js';
 import type { Graph } from './ir.js';
@@ -81,13 +81,11 @@ interface Instance {
   space?: { node: string; name: string };
 }
 
-/** Position `j` of instance `from` holds channel `offset + floor(j / block) % period` of `to`. */
+/** Position `j` of instance `from` holds channel `channelOfPosition(map, j)` of `to`. */
 interface Link {
   from: number;
   to: number;
-  offset: number;
-  block: number;
-  period: number;
+  map: ChannelAxis;
 }
 
 /** @internal The analysis with what the channel passes need. */
@@ -244,7 +242,7 @@ export function analyzeChannels(runtime: Runtime, graph: Graph): ChannelGraph {
       }
       for (const name of names) {
         const from = instance(kind, name, axis, size);
-        links.push({ from, to: space!, offset, block, period });
+        links.push({ from, to: space!, map: entry });
         if (entry.mixes) mixing.add(from);
         if (kind === 'value') noteMapped(name, axis, c.path);
         addToSet(nodeOfInstance, from, c.path);
@@ -260,7 +258,7 @@ export function analyzeChannels(runtime: Runtime, graph: Graph): ChannelGraph {
     const to = instances[link.to]!;
     groupsOf.union(link.from, link.to);
     for (let j = 0; j < from.size; j++) {
-      positionSets.union(from.base + j, to.base + link.offset + (Math.floor(j / link.block) % link.period));
+      positionSets.union(from.base + j, to.base + channelOfPosition(link.map, j));
     }
   }
 

@@ -17,7 +17,7 @@ import { BATCH } from './ir.js';
 import type { Model } from './model.js';
 import type { RunOptions, SessionValue } from './op.js';
 import type { AuxLoss } from './op-context.js';
-import type { Session } from './session.js';
+import { type Session, sessionTensors } from './session.js';
 import { elementAt, firstNonFinite } from './validate.js';
 
 /** What {@link Model.run} takes. */
@@ -343,7 +343,7 @@ export async function execute(model: Model, request: RunRequest): Promise<RunRes
     tf.dispose([
       ...frame.losses.map((l) => l.value),
       ...frame.stateUpdates.values(),
-      ...sessionTensors(frame.session?.writes),
+      ...sessionTensors(frame.session?.writes.values() ?? []),
     ]);
     throw error;
   }
@@ -353,11 +353,6 @@ export async function execute(model: Model, request: RunRequest): Promise<RunRes
   return report
     ? { outputs, losses: frame.losses, report: report.finish(result.servedBy) }
     : { outputs, losses: frame.losses };
-}
-
-/** The tensors among session values (numbers are kept on the host). */
-export function sessionTensors(values: ReadonlyMap<string, SessionValue> | undefined): tf.Tensor[] {
-  return [...(values?.values() ?? [])].filter((v): v is tf.Tensor => typeof v !== 'number');
 }
 
 /** Assigns collected state updates to their variables and frees the updates. */
@@ -465,7 +460,7 @@ export function forwardForTraining(
   try {
     result = driveSync(runScope(frame, model.compiled, feeds, wanted), 'The graph');
   } catch (error) {
-    tf.dispose([...frame.stateUpdates.values(), ...sessionTensors(frame.session?.writes)]);
+    tf.dispose([...frame.stateUpdates.values(), ...sessionTensors(frame.session?.writes.values() ?? [])]);
     throw error;
   }
   return {

@@ -7,6 +7,7 @@ import { type AuxLoss, createOpContext, type OpSideEffects } from './op-context.
 import { formatShape } from './ops/basic/shape-helpers.js';
 import { takeRows } from './ops/basic/tensor-rows.js';
 import { seedFor } from './random.js';
+import { sessionTensors } from './session.js';
 
 /** A node as a {@link NodeHook} sees it before it runs. */
 export interface NodeEvent {
@@ -696,7 +697,7 @@ function disposeEffects(effects: OpSideEffects): void {
   tf.dispose([
     ...effects.losses.map((l) => l.value),
     ...effects.stateUpdates.values(),
-    ...[...effects.sessionWrites.values()].filter((v): v is tf.Tensor => typeof v !== 'number'),
+    ...sessionTensors(effects.sessionWrites.values()),
   ]);
 }
 
@@ -708,11 +709,11 @@ function disposeEffects(effects: OpSideEffects): void {
 function keepSessionWrites(frame: Frame, c: CompiledNode, effects: OpSideEffects, allRows: boolean): void {
   const session = frame.session;
   if (session === undefined || frame.mode === 'decide') {
-    disposeEffects({ ...effects, losses: [], stateUpdates: new Map() });
+    tf.dispose(sessionTensors(effects.sessionWrites.values()));
     return;
   }
   if (!allRows) {
-    disposeEffects({ ...effects, losses: [], stateUpdates: new Map() });
+    tf.dispose(sessionTensors(effects.sessionWrites.values()));
     throw new DynnError(
       'INVALID_GRAPH',
       `Node '${c.path}' (${c.def.type}) writes session state after rows retired: a session keeps every row ` +
@@ -722,8 +723,7 @@ function keepSessionWrites(frame: Frame, c: CompiledNode, effects: OpSideEffects
   }
   for (const [name, value] of effects.sessionWrites) {
     const key = `${c.path}/${name}`;
-    const old = session.writes.get(key);
-    if (old !== undefined && typeof old !== 'number') old.dispose();
+    tf.dispose(sessionTensors([session.writes.get(key)]));
     session.writes.set(key, typeof value === 'number' ? value : tf.keep(value));
   }
 }

@@ -1,4 +1,4 @@
-import type * as tf from '@tensorflow/tfjs-core';
+import * as tf from '@tensorflow/tfjs-core';
 import type { Attrs, GraphNode } from './ir.js';
 import type {
   ComputeRecord,
@@ -10,6 +10,7 @@ import type {
   SessionValue,
 } from './op.js';
 import { createRng, type Rng, seedFor } from './random.js';
+import { sessionTensors } from './session.js';
 
 /** An auxiliary loss added by a node during a run. */
 export interface AuxLoss {
@@ -130,8 +131,7 @@ export function createOpContext<A extends Attrs>(
             read: (name) => session.read(name),
             write(name, value) {
               checkSessionWrite(init.node.name, session.specs, name, value);
-              const old = effects.sessionWrites.get(name);
-              if (typeof old === 'object') old.dispose();
+              tf.dispose(sessionTensors([effects.sessionWrites.get(name)]));
               effects.sessionWrites.set(name, value);
             },
           },

@@ -4,6 +4,11 @@ import type { RunRequest, RunResult } from './executor.js';
 import type { Model } from './model.js';
 import type { SessionValue } from './op.js';
 
+/** @internal The tensors among session values (numbers stay on the host); skips undefined. */
+export function sessionTensors(values: Iterable<SessionValue | undefined>): tf.Tensor[] {
+  return [...values].filter((v): v is tf.Tensor => v !== undefined && typeof v !== 'number');
+}
+
 /**
  * State that belongs to a caller's sequence of runs, not to the model: a KV cache for
  * incremental decoding, a recurrent state carried from one chunk of a sequence to the next, a
@@ -62,7 +67,7 @@ export class Session {
     this.assertLive();
     for (const [key, value] of writes) {
       const old = this.stored.get(key);
-      if (old !== undefined && old !== value && typeof old !== 'number') old.dispose();
+      if (old !== value) tf.dispose(sessionTensors([old]));
       this.stored.set(key, value);
     }
   }
@@ -70,7 +75,7 @@ export class Session {
   /** Forgets everything stored (the next run starts a new sequence) and frees its tensors. */
   reset(): void {
     this.assertLive();
-    tf.dispose([...this.stored.values()].filter((v): v is tf.Tensor => typeof v !== 'number'));
+    tf.dispose(sessionTensors(this.stored.values()));
     this.stored.clear();
   }
 

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import type { ChannelAxis } from './channel-axes.js';
+import { channelOfPosition } from './channel-axes.js';
 import { compileGraph, compileNode } from './compile.js';
 import { DynnError } from './errors.js';
 import type { Graph, GraphNode } from './ir.js';
@@ -21,9 +21,6 @@ function freshName(base: string, taken: Set<string>): string {
   taken.add(name);
   return name;
 }
-
-const channelAt = (entry: ChannelAxis, j: number) =>
-  (entry.offset ?? 0) + (Math.floor(j / (entry.block ?? 1)) % (entry.period ?? Number.POSITIVE_INFINITY));
 
 /**
  * Splits a layer along its output channels into parts of the given sizes, joined by a
@@ -59,7 +56,8 @@ export function splitLayer(graph: Graph, options: SplitLayerOptions, context: Pa
   const outAxis = onOutput === undefined ? -1 : onOutput.axis < 0 ? onOutput.axis + rank : onOutput.axis;
   const space = onOutput?.space;
   const total = space === undefined ? 0 : declaration.spaces[space]!;
-  const plain = onOutput !== undefined && channelAt(onOutput, 1) === 1 && channelAt(onOutput, 0) === 0;
+  const plain =
+    onOutput !== undefined && channelOfPosition(onOutput, 1) === 1 && channelOfPosition(onOutput, 0) === 0;
   if (onOutput === undefined || !plain || c.outputs[0]!.shape[outAxis] !== total) {
     fail(`node '${name}' (${c.def.type}) has no output channel axis to split along`, name);
   }
@@ -133,7 +131,7 @@ export function splitLayer(graph: Graph, options: SplitLayerOptions, context: Pa
           .map((a) => {
             const axis = a.axis < 0 ? a.axis + source.rank : a.axis;
             const indices = Int32Array.from({ length: source.shape[axis]! }, (_, j) => j).filter((j) => {
-              const channel = channelAt(a, j);
+              const channel = channelOfPosition(a, j);
               return channel >= start && channel < start + size;
             });
             return { axis, indices };

@@ -394,7 +394,7 @@ async function runSparse(
         error ??= `${candidate.name}: ${firstLine(caught)}`;
         continue;
       }
-      const gaps = got.map((t, i) => relativeGap(expected[i]!, t));
+      const gaps = await Promise.all(got.map((t, i) => relativeGap(expected[i]!, t)));
       tf.dispose(got);
       const worst = Math.max(...gaps);
       if (!(worst <= 1e-5)) {
@@ -442,12 +442,11 @@ function tinyChainGraph(runtime: Runtime): Graph {
 }
 
 /** Largest absolute difference between two tensors, relative to `a`'s largest magnitude. */
-function relativeGap(a: tf.Tensor, b: tf.Tensor): number {
-  return tf.tidy(() => {
-    const gap = tf.max(tf.abs(tf.sub(a, b))).dataSync()[0]!;
-    const scale = tf.max(tf.abs(a)).dataSync()[0]!;
-    return scale > 0 ? gap / scale : gap;
-  });
+async function relativeGap(a: tf.Tensor, b: tf.Tensor): Promise<number> {
+  const both = tf.tidy(() => tf.stack([tf.max(tf.abs(tf.sub(a, b))), tf.max(tf.abs(a))]));
+  const [gap, scale] = await both.data();
+  both.dispose();
+  return scale! > 0 ? gap! / scale! : gap!;
 }
 
 /**
@@ -510,7 +509,7 @@ async function runOverhead(
       ['tfjs-layers', layersPredict()],
       ['the tf.tidy chain', chain(x)],
     ] as const) {
-      const gap = relativeGap(expected, got);
+      const gap = await relativeGap(expected, got);
       got.dispose();
       if (!(gap <= 1e-5)) {
         expected.dispose();

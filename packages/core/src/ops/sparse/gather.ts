@@ -1,7 +1,7 @@
 import { defineOp } from '../../op.js';
 import { gatherRows } from '../basic/gather-rows.js';
 import { formatShape } from '../basic/shape-helpers.js';
-import { checkIndexInfo, checkIndexTensor, rowChannels } from './sparse-helpers.js';
+import { checkIndices, rowChannels } from './sparse-helpers.js';
 
 /**
  * `core.Gather`: rows of `params` picked by integer indices (`tf.gather` on the first axis), with
@@ -28,13 +28,13 @@ export const gatherOp = defineOp({
     if (params!.dtype === 'bool') {
       throw new Error(`Gather needs float32 or int32 params, got bool${formatShape(params!.shape)}`);
     }
-    checkIndexInfo('Gather', 'indices', indices!);
+    checkIndices('Gather', 'indices', indices!);
     return [{ shape: [...indices!.shape, ...params!.shape.slice(1)], dtype: params!.dtype }];
   },
   channels: (_, inputs, [y]) => rowChannels(inputs, [0], y!, inputs[1]!.shape.length - 1),
   forward(_, [params, indices]) {
     if (params!.rank < 1) throw new Error('Gather needs params of rank >= 1, got a scalar');
-    checkIndexTensor('Gather', 'indices', indices!);
+    checkIndices('Gather', 'indices', indices!);
     return [gatherRows(params!, indices!)];
   },
   flops: () => 0,

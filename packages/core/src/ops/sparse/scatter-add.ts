@@ -3,7 +3,7 @@ import { defineOp } from '../../op.js';
 import { gatherRows, scatterRows } from '../basic/gather-rows.js';
 import { withSavedGrad } from '../basic/saved-grad.js';
 import { formatShape, product } from '../basic/shape-helpers.js';
-import { checkIndexInfo, checkIndexTensor, checkSameDim, rowChannels } from './sparse-helpers.js';
+import { checkIndices, checkSameDim, rowChannels } from './sparse-helpers.js';
 
 /**
  * `base` (`[n, ...row]`, float32) with the rows of `updates` (`[k, ...row]`) added at rows
@@ -14,7 +14,7 @@ import { checkIndexInfo, checkIndexTensor, checkSameDim, rowChannels } from './s
  * `gatherRows(dy, indices)`, `indices` none. Nothing is read back.
  */
 export function scatterAddRows(base: tf.Tensor, indices: tf.Tensor, updates: tf.Tensor): tf.Tensor {
-  checkIndexTensor('scatterAddRows', 'indices', indices);
+  checkIndices('scatterAddRows', 'indices', indices);
   if (base.dtype !== 'float32' || updates.dtype !== 'float32') {
     throw new Error(`scatterAddRows needs float32 base and updates, got ${base.dtype} and ${updates.dtype}`);
   }
@@ -63,7 +63,7 @@ export const scatterAddOp = defineOp({
       throw new Error(`ScatterAdd needs float32 base and updates, got ${base!.dtype} and ${updates!.dtype}`);
     }
     if (base!.shape.length < 1) throw new Error('ScatterAdd needs a base of rank >= 1, got a scalar');
-    checkIndexInfo('ScatterAdd', 'indices', indices!);
+    checkIndices('ScatterAdd', 'indices', indices!);
     if (indices!.shape.length !== 1) {
       throw new Error(`ScatterAdd needs indices of rank 1, got ${formatShape(indices!.shape)}`);
     }

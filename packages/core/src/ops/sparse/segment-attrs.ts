@@ -3,7 +3,7 @@ import type { OpChannels } from '../../channel-axes.js';
 import type { ValueInfo } from '../../ir.js';
 import type { AttrSchema, OutputInfo } from '../../op.js';
 import { formatShape } from '../basic/shape-helpers.js';
-import { checkIndexInfo, checkIndexTensor, checkSameDim, rowChannels } from './sparse-helpers.js';
+import { checkIndices, checkSameDim, rowChannels } from './sparse-helpers.js';
 
 /**
  * Attributes of the segment reductions (`core.SegmentSum`, `core.SegmentMean`,
@@ -60,7 +60,7 @@ export function inferSegmentShape(
     throw new Error(`${opName} needs float32 data, got ${data!.dtype}${formatShape(data!.shape)}`);
   }
   if (data!.shape.length < 1) throw new Error(`${opName} needs data of rank >= 1, got a scalar`);
-  checkIndexInfo(opName, 'segment ids', ids!);
+  checkIndices(opName, 'segment ids', ids!);
   if (ids!.shape.length !== 1) {
     throw new Error(`${opName} needs segment ids of rank 1, got ${formatShape(ids!.shape)}`);
   }
@@ -121,7 +121,7 @@ export function checkSegmentTensors(
     throw new Error(`${opName} needs float32 data, got ${data.dtype}${formatShape(data.shape)}`);
   }
   if (data.rank < 1) throw new Error(`${opName} needs data of rank >= 1, got a scalar`);
-  checkIndexTensor(opName, 'segment ids', ids);
+  checkIndices(opName, 'segment ids', ids);
   if (ids.rank !== 1 || ids.shape[0] !== data.shape[0]) {
     throw new Error(
       `${opName} needs one segment id per row of data ${formatShape(data.shape)}, got ids ${formatShape(ids.shape)}`,

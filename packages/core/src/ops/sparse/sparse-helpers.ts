@@ -3,20 +3,17 @@ import { type ChannelAxis, inputTensor, type OpChannels, outputTensor } from '..
 import type { Dim, ValueInfo } from '../../ir.js';
 import { formatShape } from '../basic/shape-helpers.js';
 
-/** Throws unless a value (at graph-build time) holds int32 indices. */
-export function checkIndexInfo(opName: string, what: string, info: ValueInfo): void {
-  if (info.dtype !== 'int32') {
+/**
+ * Throws unless `indices` hold int32: a value's info at graph-build time, or a tensor at run time.
+ */
+export function checkIndices(
+  opName: string,
+  what: string,
+  indices: { dtype: string; shape: readonly Dim[] },
+): void {
+  if (indices.dtype !== 'int32') {
     throw new Error(
-      `${opName} needs int32 ${what}, got ${info.dtype}${formatShape(info.shape)}; cast them with tf.cast(${what}, 'int32')`,
-    );
-  }
-}
-
-/** Throws unless a tensor (at run time) holds int32 indices. */
-export function checkIndexTensor(opName: string, what: string, t: tf.Tensor): void {
-  if (t.dtype !== 'int32') {
-    throw new Error(
-      `${opName} needs int32 ${what}, got ${t.dtype}${formatShape(t.shape)}; cast them with tf.cast(${what}, 'int32')`,
+      `${opName} needs int32 ${what}, got ${indices.dtype}${formatShape(indices.shape)}; cast them with tf.cast(${what}, 'int32')`,
     );
   }
 }
