@@ -19,6 +19,16 @@ export interface ChannelMember {
   owners?: readonly TensorOwner[];
 }
 
+/** An op channel space a group crosses: which node, which of its spaces, and each position's channel. */
+export interface ChannelSpaceMember {
+  /** The node's full name. */
+  node: string;
+  /** The space's name in the node's op declaration (`out`, `heads`). */
+  space: string;
+  /** Per position of the space, the group channel it holds. */
+  channelOf: Int32Array;
+}
+
 /**
  * Channels that move together (DepGraph's dependency group): removing, reordering or masking
  * channel `c` of the group touches the positions holding `c` on every member axis. Found by
@@ -37,6 +47,8 @@ export interface ChannelGroup {
   values: ChannelMember[];
   /** The nodes whose declarations the group crosses, in graph order. */
   nodes: string[];
+  /** The op channel spaces the group crosses (a layer's `out`, attention `heads`), in graph order. */
+  spaces: ChannelSpaceMember[];
   /**
    * Why some of the group's channels cannot change (a barrier, a graph input or output they
    * reach); empty when every channel can.
@@ -94,7 +106,7 @@ export interface ChannelGraph extends ChannelAnalysis {
   /** Per group id, its members with instance details. */
   members: Map<number, ChannelMember[]>;
   /** Per group id, the op channel spaces it crosses: node path, space name, channel per position. */
-  spaces: Map<number, { node: string; space: string; channelOf: Int32Array }[]>;
+  spaces: Map<number, ChannelSpaceMember[]>;
 }
 
 function addToSet<K, V>(map: Map<K, Set<V>>, key: K, value: V): void {
@@ -280,7 +292,7 @@ export function analyzeChannels(runtime: Runtime, graph: Graph): ChannelGraph {
     groupIdOfRoot.set(root, id);
     let size = 0;
     const groupMembers: ChannelMember[] = [];
-    const spaceMembers: { node: string; space: string; channelOf: Int32Array }[] = [];
+    const spaceMembers: ChannelSpaceMember[] = [];
     const blockers = new Set<string>();
     const fixed = new Set<number>();
     const nodes = new Set<string>();
@@ -332,6 +344,7 @@ export function analyzeChannels(runtime: Runtime, graph: Graph): ChannelGraph {
       state: byKind('state'),
       values: byKind('value'),
       nodes: [...nodes],
+      spaces: spaceMembers,
       blockers: [...blockers],
       fixed: [...fixed].sort((a, b) => a - b),
       exact,

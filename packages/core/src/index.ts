@@ -14,7 +14,13 @@ export type {
   OpChannels,
 } from './channel-axes.js';
 export { elementwiseChannels, inputTensor, outputTensor, paramTensor, stateTensor } from './channel-axes.js';
-export type { ChannelAnalysis, ChannelBarrier, ChannelGroup, ChannelMember } from './channel-groups.js';
+export type {
+  ChannelAnalysis,
+  ChannelBarrier,
+  ChannelGroup,
+  ChannelMember,
+  ChannelSpaceMember,
+} from './channel-groups.js';
 export { channelGroups } from './channel-groups.js';
 export type { CompiledGraph, CompiledNode, CompiledSubGraph, NodeTensor } from './compile.js';
 export { compileGraph, inferNodeOutputs, inferShapes, nodeTensorSpecs } from './compile.js';
@@ -116,7 +122,7 @@ export { splitLayer, splitLayerPass } from './split-layer.js';
 export type { AddStateVariantsOptions, CoreRunOptions } from './state-variants.js';
 export { addStateVariantsPass, STATE_VARIANTS_ATTR, selectedStateVariant } from './state-variants.js';
 export type { TensorOwner } from './tensor-owners.js';
-export { tensorOwners } from './tensor-owners.js';
+export { requiredTensors, tensorOwners } from './tensor-owners.js';
 
 export type {
   Dataset,

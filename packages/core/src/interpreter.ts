@@ -139,22 +139,52 @@ interface Plan {
   needed: boolean[];
   /** Per value, the index of its last reader among the nodes that run. */
   last: Map<string, number>;
+  /** Per node index, the inputs it does not read in this run (its op's `skipsInputs`). */
+  skips: ReadonlyMap<number, ReadonlySet<number>>;
 }
 
 const planCache = new WeakMap<CompiledGraph, Map<string, Plan>>();
+const skippersCache = new WeakMap<CompiledGraph, number[]>();
+
+/** Indices of the nodes of `scope` whose op may skip inputs (cached per compiled graph). */
+function skippers(scope: CompiledGraph): number[] {
+  let found = skippersCache.get(scope);
+  if (found === undefined) {
+    found = [];
+    scope.nodes.forEach((c, i) => {
+      if (c.def.skipsInputs !== undefined) found!.push(i);
+    });
+    skippersCache.set(scope, found);
+  }
+  return found;
+}
+
+/** Per node that skips inputs under `options`, which ones (ops' `skipsInputs`). */
+function skippedInputs(scope: CompiledGraph, options: RunOptions): Map<number, ReadonlySet<number>> {
+  const skips = new Map<number, ReadonlySet<number>>();
+  for (const i of skippers(scope)) {
+    const c = scope.nodes[i]!;
+    const skipped = c.def.skipsInputs!(c.attrs, options);
+    if (skipped.length > 0) skips.set(i, new Set(skipped));
+  }
+  return skips;
+}
 
 /**
  * Which nodes the wanted values depend on, and each value's last reader (cached per compiled
- * graph and wanted set). In a decide step the wanted values are the inputs of the nodes that
- * decide in training.
+ * graph, wanted set and skipped inputs). In a decide step the wanted values are the inputs of the
+ * nodes that decide in training. An input a node skips in this run (a residual branch of a
+ * shallower sub-network) does not make the nodes that compute it run.
  */
-function planFor(scope: CompiledGraph, wanted: readonly string[]): Plan {
+function planFor(scope: CompiledGraph, wanted: readonly string[], options: RunOptions): Plan {
   let cache = planCache.get(scope);
   if (cache === undefined) {
     cache = new Map();
     planCache.set(scope, cache);
   }
-  const key = wanted.join('\u0000');
+  const skips = skippedInputs(scope, options);
+  let key = wanted.join('\u0000');
+  for (const [i, set] of skips) key += `\u0001${i}:${[...set].join(',')}`;
   let plan = cache.get(key);
   if (plan === undefined) {
     const nodes = scope.nodes;
@@ -164,14 +194,18 @@ function planFor(scope: CompiledGraph, wanted: readonly string[]): Plan {
       const node = nodes[i]!.node;
       if (!node.outputs.some((o) => neededValues.has(o))) continue;
       needed[i] = true;
-      for (const input of node.inputs) neededValues.add(input);
+      const skipped = skips.get(i);
+      node.inputs.forEach((input, k) => {
+        if (skipped?.has(k) !== true) neededValues.add(input);
+      });
     }
     const last = new Map<string, number>();
     nodes.forEach((c, i) => {
-      if (needed[i]) for (const name of c.node.inputs) last.set(name, i);
+      const skipped = skips.get(i);
+      if (needed[i]) c.node.inputs.forEach((name, k) => skipped?.has(k) !== true && last.set(name, i));
     });
     for (const name of wanted) last.set(name, Number.POSITIVE_INFINITY);
-    plan = { needed, last };
+    plan = { needed, last, skips };
     cache.set(key, plan);
   }
   return plan;
@@ -375,7 +409,7 @@ export function graphFlops(scope: CompiledGraph, inputs: readonly number[][]): n
 }
 
 /** In a run's report a sub-graph costs nothing at its enclosing node: its own nodes report it. */
-const NO_SUB_GRAPH_FLOPS: FlopsContext = { subGraphFlops: () => 0 };
+const noSubGraphFlops = (options: RunOptions): FlopsContext => ({ subGraphFlops: () => 0, options });
 
 /**
  * The node loop: one interpreter for inference, the decide step and the taped step of training,
@@ -402,9 +436,10 @@ export function* runScope(
       ? planFor(
           scope,
           deciders.flatMap((i) => scope.nodes[i]!.node.inputs),
+          frame.options,
         )
-      : planFor(scope, wanted);
-  const { needed, last } = plan;
+      : planFor(scope, wanted, frame.options);
+  const { needed, last, skips } = plan;
   const first = feeds.values().next().value as tf.Tensor | undefined;
   const batchInput = scope.graph.inputs.find((v) => v.shape[0] === BATCH);
   const batchSize = batchInput ? feeds.get(batchInput.name)!.shape[0]! : (first?.shape[0] ?? 1);
@@ -464,13 +499,16 @@ export function* runScope(
       if (active.length === 0) {
         if (event !== undefined) {
           const done = doneEvent(event, [], {}, 0, 0);
-          if (top) done.fullFlops = fullCost(c, fullDims);
+          if (top) done.fullFlops = fullCost(c, fullDims, frame.options);
           for (const hook of frame.hooks) hook.afterNode?.(done);
         }
         continue;
       }
       const inputs: tf.Tensor[] = [];
+      // Inputs the op skips in this run were not computed: it gets the others, in order.
+      const skipped = skips.get(index);
       for (let k = 0; k < node.inputs.length; k++) {
+        if (skipped?.has(k) === true) continue;
         const name = node.inputs[k]!;
         const slot = slots.get(name)!;
         if (slot.rows === undefined || slot.rows === active) {
@@ -493,7 +531,12 @@ export function* runScope(
       const ownsTrainable =
         trainable === undefined ? variables.length > 0 : variables.some((p) => trainable.has(p));
       // Only the taped step tracks which inputs need a gradient.
-      const inputGradients = taped ? node.inputs.map((name) => influenced.has(name)) : data.noGradients;
+      const read = skipped === undefined ? node.inputs : node.inputs.filter((_, k) => !skipped.has(k));
+      const inputGradients = taped
+        ? read.map((name) => influenced.has(name))
+        : skipped === undefined
+          ? data.noGradients
+          : read.map(() => false);
       if (taped && (ownsTrainable || inputGradients.some(Boolean))) {
         for (const name of node.outputs) influenced.add(name);
       }
@@ -654,13 +697,13 @@ export function* runScope(
           event,
           outputs,
           effects.records,
-          c.def.flops(c.attrs, shapesOf(inputs), shapesOf(outputs), NO_SUB_GRAPH_FLOPS) +
+          c.def.flops(c.attrs, shapesOf(inputs), shapesOf(outputs), noSubGraphFlops(frame.options)) +
             effects.compute.flops,
           effects.compute.bytes,
         );
         if (top) {
           for (const [d, size] of dims) if (d !== BATCH && !fullDims.has(d)) fullDims.set(d, size);
-          done.fullFlops = fullCost(c, fullDims);
+          done.fullFlops = fullCost(c, fullDims, frame.options);
         }
         for (const hook of frame.hooks) hook.afterNode?.(done);
       }
@@ -746,13 +789,13 @@ function checkEffectsLive(c: CompiledNode, effects: OpSideEffects): void {
   );
 }
 
-/** Full-batch cost of a top-graph node, every dimension at its actual size. */
-function fullCost(c: CompiledNode, dims: ReadonlyMap<string, number>): number {
+/** Full-batch cost of a top-graph node under the run's options, every dimension at its actual size. */
+function fullCost(c: CompiledNode, dims: ReadonlyMap<string, number>, options: RunOptions): number {
   return c.def.flops(
     c.attrs,
     c.inputs.map((v) => concrete(v, dims)),
     c.outputs.map((v) => concrete(v, dims)),
-    subGraphFlopsContext(c),
+    { ...subGraphFlopsContext(c), options },
   );
 }
 

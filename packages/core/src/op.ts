@@ -240,6 +240,12 @@ export interface FlopsContext {
    * these concrete shapes. In a run's report it is 0: the sub-graph's nodes report their own.
    */
   subGraphFlops(attr: string, inputs: readonly number[][], index?: number): number;
+  /**
+   * The run options of the call being costed (a run's report); absent for a static cost, which
+   * is the op with its options at their defaults. An op whose work depends on them (a nested
+   * layer at a width chosen per call) reads them here.
+   */
+  readonly options?: RunOptions;
 }
 
 /** The definition of an op: plain data and pure functions, no side effects. */
@@ -291,6 +297,12 @@ export interface OpDef<A extends Attrs = Attrs> {
    * decision that needs values read back belongs in `decide`.
    */
   forward(ctx: OpContext<A>, inputs: tf.Tensor[]): tf.Tensor[] | OpResult;
+  /**
+   * The inputs (by position) this call does not read under these run options, such as the
+   * residual branch of a block a shallower sub-network leaves out: the nodes that only feed them
+   * do not run, and `forward` gets the other inputs, in order. Without it every input is read.
+   */
+  skipsInputs?(attrs: A, options: RunOptions): readonly number[];
   /**
    * Which channels the op's tensors hold and how they couple (see {@link OpChannels}): what
    * pruning, nested widths and layer splitting move together. Without it the op is a barrier: no

@@ -56,8 +56,8 @@ export function tensorOwners(runtime: Runtime, graph: Graph): Map<string, Tensor
 }
 
 /**
- * @internal The parameters and state a compiled graph's nodes declare, in node order, each once:
- * what the graph's `params` and `state` must list.
+ * The parameters and state a compiled graph's nodes declare, in node order, each once: what the
+ * graph's `params` and `state` must list. A pass that adds or removes nodes sets them from it.
  */
 export function requiredTensors(compiled: CompiledGraph): { params: TensorInfo[]; state: TensorInfo[] } {
   const params = new Map<string, TensorInfo>();

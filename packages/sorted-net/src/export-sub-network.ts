@@ -1,0 +1,190 @@
+import {
+  type Attrs,
+  channelGroups,
+  compileGraph,
+  DynnError,
+  definePass,
+  type Graph,
+  type GraphNode,
+  type PassContext,
+  type PassResult,
+  removeChannels,
+  requiredTensors,
+  type Runtime,
+} from '@dynn/core';
+import * as tf from '@tensorflow/tfjs-core';
+import { SORTED_NET_PLUGIN } from './nest.js';
+import { NESTED_OP, type NestedAttrs } from './nested-op.js';
+import {
+  activeChannels,
+  depthOf,
+  kernelOf,
+  readSubNetwork,
+  SORTED_NET_OPTIONS,
+  type SubNetwork,
+  subNetworkKey,
+  widthOf,
+} from './options.js';
+import { RESIDUAL_OP, type ResidualAttrs } from './residual-op.js';
+
+/** A width knob to cut once the graph is plain: the space that defines it and the channels kept. */
+interface Cut {
+  node: string;
+  space: string;
+  keep: number;
+  size: number;
+}
+
+/** Nodes no graph output depends on, removed. */
+function withoutDeadNodes(graph: Graph): Graph {
+  const needed = new Set(graph.outputs.map((o) => o.name));
+  const kept: GraphNode[] = [];
+  for (let i = graph.nodes.length - 1; i >= 0; i--) {
+    const node = graph.nodes[i]!;
+    if (!node.outputs.some((o) => needed.has(o))) continue;
+    kept.push(node);
+    for (const v of node.inputs) needed.add(v);
+  }
+  return { ...graph, nodes: kept.reverse() };
+}
+
+/**
+ * The sub-network `sub` of a nested graph as a plain graph of the wrapped ops: each nested layer
+ * back to its own op (an elastic kernel cropped to the chosen size), each residual block the
+ * sub-network keeps an `Add`, each it skips gone with its branch, and the batch-norm statistics
+ * recalibrated for `sub` (its state variant) as the default ones. Channels stay at full size.
+ */
+function unnest(
+  runtime: Runtime,
+  graph: Graph,
+  sub: SubNetwork,
+  weights: ReadonlyMap<string, tf.Tensor>,
+  made: Map<string, tf.Tensor>,
+): { graph: Graph; cuts: Cut[] } {
+  const key = subNetworkKey(sub);
+  const renamed = new Map<string, string>();
+  const cuts = new Map<string, Cut>();
+  const nodes: GraphNode[] = [];
+  const name = (v: string) => renamed.get(v) ?? v;
+  for (const node of graph.nodes) {
+    const inputs = node.inputs.map(name);
+    if (node.op === RESIDUAL_OP) {
+      const attrs = node.attrs as ResidualAttrs;
+      if (depthOf(sub, attrs.stage) < attrs.block) renamed.set(node.outputs[0]!, inputs[0]!);
+      else nodes.push({ name: node.name, op: 'core.Add', inputs, outputs: [...node.outputs], attrs: {} });
+      continue;
+    }
+    if (node.op !== NESTED_OP) {
+      nodes.push({ ...node, inputs });
+      continue;
+    }
+    const attrs = node.attrs as NestedAttrs;
+    let inner: Attrs = { ...attrs.attrs };
+    for (const s of Object.values(attrs.spaces)) {
+      const keep = activeChannels(s.size, widthOf(sub, s.knob), s.multiple);
+      if (keep < s.size && !cuts.has(s.knob)) {
+        const at = s.knob.lastIndexOf('#');
+        cuts.set(s.knob, { node: s.knob.slice(0, at), space: s.knob.slice(at + 1), keep, size: s.size });
+      }
+    }
+    const kernel = attrs.kernel === null ? undefined : kernelOf(sub, attrs.kernel.key);
+    if (attrs.kernel !== null && kernel !== undefined && kernel !== attrs.kernel.sizes.at(-1)) {
+      if (!attrs.kernel.sizes.includes(kernel)) {
+        throw new DynnError(
+          'INVALID_OPTION',
+          `sorted-net.export: kernel ${kernel} for node '${node.name}', whose elastic kernel takes ${attrs.kernel.sizes.join(', ')}.`,
+          { node: node.name },
+        );
+      }
+      inner = { ...inner, kernelSize: [kernel, kernel] };
+      const param = `${node.name}/${attrs.kernel.param}`;
+      const full = weights.get(param);
+      if (full === undefined) throw missingWeight(param);
+      const start = (full.shape[0]! - kernel) / 2;
+      made.set(
+        param,
+        tf.slice(full, [start, start, ...full.shape.slice(2).map(() => 0)], [kernel, kernel, ...full.shape.slice(2)]),
+      );
+    }
+    // The statistics recalibrated for this sub-network become the plain node's own.
+    if (attrs.stateVariants.includes(key)) {
+      for (const [tensorName, t] of weights) {
+        const suffix = `@${key}`;
+        if (tensorName.startsWith(`${node.name}/`) && tensorName.endsWith(suffix))
+          made.set(tensorName.slice(0, -suffix.length), tf.clone(t));
+      }
+    }
+    if (Array.isArray(inner.stateVariants)) inner = { ...inner, stateVariants: [] };
+    nodes.push({ name: node.name, op: attrs.op, inputs, outputs: [...node.outputs], attrs: inner });
+  }
+  const outputs = graph.outputs.map((o) => {
+    const source = renamed.get(o.name);
+    if (source !== undefined) nodes.push({ name: `${o.name}/identity`, op: 'core.Identity', inputs: [source], outputs: [o.name], attrs: {} });
+    return o;
+  });
+  const opsets = { ...graph.opsets };
+  delete opsets[SORTED_NET_PLUGIN.domain];
+  const plain = withoutDeadNodes({ ...graph, opsets, outputs, nodes });
+  const tensors = requiredTensors(compileGraph(runtime, plain));
+  return { graph: { ...plain, ...tensors }, cuts: [...cuts.values()] };
+}
+
+function missingWeight(name: string): DynnError {
+  return new DynnError(
+    'INVALID_OPTION',
+    `sorted-net.export needs weight '${name}', which it was not given: run it on a model (runPass / exportSubNetwork).`,
+  );
+}
+
+/**
+ * A chosen sub-network of a nested graph as a standalone, physically smaller graph of plain ops
+ * that `@dynn/core` runs without this plugin: skipped residual blocks gone, elastic kernels
+ * cropped, and each width knob's dropped channels removed with `core.remove-channels` (so every
+ * coupled layer shrinks together); batch-norm statistics recalibrated for the sub-network become
+ * the default ones. It computes what the nested model computes with these run options.
+ */
+export function exportSubNetwork(graph: Graph, options: SubNetwork, context: PassContext): PassResult {
+  const sub = readSubNetwork({ [SORTED_NET_OPTIONS]: options ?? {} });
+  const { runtime } = context;
+  const made = new Map<string, tf.Tensor>();
+  const weights = new Map(context.weights);
+  try {
+    const plain = unnest(runtime, graph, sub, context.weights, made);
+    for (const [n, t] of made) weights.set(n, t);
+    let current: Graph = plain.graph;
+    for (const cut of plain.cuts) {
+      const analysis = channelGroups(runtime, current);
+      const group = analysis.groups.find((g) => g.spaces.some((s) => s.node === cut.node && s.space === cut.space));
+      const space = group?.spaces.find((s) => s.node === cut.node && s.space === cut.space);
+      // The knob's layer may be gone with a skipped block; then another layer of its group defines it.
+      if (group === undefined || space === undefined) continue;
+      const channels = [...new Set(Array.from(space.channelOf).filter((_, j) => j >= cut.keep))];
+      const result = removeChannels(current, { group: group.id, channels }, { runtime, weights });
+      current = result.graph;
+      for (const [n, t] of result.weights ?? []) {
+        const old = made.get(n);
+        if (old !== undefined && old !== t) old.dispose();
+        made.set(n, t);
+        weights.set(n, t);
+      }
+    }
+    const kept = new Map<string, tf.Tensor>();
+    for (const t of [...current.params, ...current.state]) {
+      const own = made.get(t.name);
+      if (own !== undefined) kept.set(t.name, own);
+    }
+    for (const [n, t] of made) if (kept.get(n) !== t) t.dispose();
+    made.clear();
+    return { graph: current, weights: kept };
+  } finally {
+    tf.dispose([...made.values()]);
+  }
+}
+
+/** The pass `sorted-net.export` ({@link exportSubNetwork}); its options are the {@link SubNetwork}. */
+export const exportPass = definePass<SubNetwork>({
+  name: 'sorted-net.export',
+  description:
+    'Exports one sub-network of a nested graph as a standalone, physically smaller graph of plain ops.',
+  run: exportSubNetwork,
+});

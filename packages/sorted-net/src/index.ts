@@ -1,0 +1,27 @@
+/**
+ * @dynn/sorted-net: many nested sub-networks in one model. Width per layer, depth per stage and
+ * kernel size are run options chosen per call; a narrower or shallower sub-network computes less.
+ * The ops `sorted-net.Nested` and `sorted-net.Residual`, the passes `sorted-net.nest` and
+ * `sorted-net.export`, sorted training and batch-norm recalibration. See the package README.
+ */
+export { exportPass, exportSubNetwork } from './export-sub-network.js';
+export type { ImportanceCriterion } from './importance.js';
+export { channelImportance, importanceOrders } from './importance.js';
+export type { NestOptions } from './nest.js';
+export { knobName, nest, nestPass, SORTED_NET_PLUGIN } from './nest.js';
+export type { NestModelOptions } from './nest-model.js';
+export { nestModel } from './nest-model.js';
+export type { ElasticKernel, NestedAttrs, NestedSpace } from './nested-op.js';
+export { NESTED_OP, nestedOp } from './nested-op.js';
+export type { SubNetwork } from './options.js';
+export {
+  activeChannels,
+  readSubNetwork,
+  SORTED_NET_OPTIONS,
+  subNetworkKey,
+  subNetworkOptions,
+} from './options.js';
+export type { SortedNetOptions } from './plugin.js';
+export { sortedNet } from './plugin.js';
+export type { ResidualAttrs } from './residual-op.js';
+export { RESIDUAL_OP, residualOp } from './residual-op.js';

@@ -1,0 +1,60 @@
+import { type ComputeReport, createModel, runPass } from '@dynn/core';
+import { describeEachBackend, expectClose, expectNoLeaks, seededNormal } from '@dynn/testing';
+import * as tf from '@tensorflow/tfjs-core';
+import { expect, it } from 'vitest';
+import { nestModel } from './nest-model.js';
+import { type SubNetwork, subNetworkOptions } from './options.js';
+import { residualCnn, runtime } from './test-models.js';
+
+const totalFlops = (report: ComputeReport | undefined) => report!.flops;
+
+describeEachBackend('sorted-net.nest', () => {
+  it('nests a residual CNN: the full sub-network equals the original, narrower and shallower ones compute less', async () => {
+    const plain = createModel(runtime, residualCnn(), { seed: 1 });
+    const x = seededNormal([3, 8, 8, 1], 2);
+    const nested = await nestModel(plain, { multiple: 2, kernelSizes: [1, 3] });
+    const before = tf.memory().numTensors;
+    const { outputs: original } = await plain.run({ image: x });
+    const { outputs: full, report: fullReport } = await nested.run({ image: x }, { report: true });
+    await expectClose(full.logits!, original.logits!);
+    const flopsOf = async (sub: SubNetwork) => {
+      const { outputs, report } = await nested.run({ image: x }, { report: true, options: subNetworkOptions(sub) });
+      tf.dispose(Object.values(outputs));
+      return report;
+    };
+    const half = await flopsOf({ width: 0.5 });
+    const shallow = await flopsOf({ depth: 0 });
+    const small = await flopsOf({ width: 0.25, depth: 1, kernel: 1 });
+    expect(totalFlops(half)).toBeLessThan(0.4 * totalFlops(fullReport));
+    expect(totalFlops(shallow)).toBeLessThan(0.4 * totalFlops(fullReport));
+    expect(totalFlops(small)).toBeLessThan(totalFlops(half));
+    tf.dispose([...Object.values(original), ...Object.values(full)]);
+    expect(tf.memory().numTensors).toBe(before);
+    plain.dispose();
+    nested.dispose();
+    x.dispose();
+  });
+
+  it('exports a sub-network as a plain, smaller graph computing what the nested model computes', async () => {
+    const plain = createModel(runtime, residualCnn(), { seed: 3 });
+    const nested = await nestModel(plain, { multiple: 2, kernelSizes: [1, 3] });
+    const x = seededNormal([2, 8, 8, 1], 4);
+    const sub = { width: 0.5, depth: 1, kernel: 1 };
+    const exported = runPass(runtime, 'sorted-net.export', nested, sub);
+    expect(exported.graph.nodes.every((n) => n.op.startsWith('core.'))).toBe(true);
+    const small = createModel(runtime, exported.graph, { weights: exported.weights });
+    const fullParams = [...nested.params.values()].reduce((a, p) => a + p.size, 0);
+    const smallParams = [...small.params.values()].reduce((a, p) => a + p.size, 0);
+    expect(smallParams).toBeLessThan(fullParams / 3);
+    await expectNoLeaks(async () => {
+      const { outputs: a } = await nested.run({ image: x }, { options: subNetworkOptions(sub) });
+      const { outputs: b } = await small.run({ image: x });
+      await expectClose(b.logits!, a.logits!);
+      tf.dispose([...Object.values(a), ...Object.values(b)]);
+    });
+    plain.dispose();
+    nested.dispose();
+    small.dispose();
+    x.dispose();
+  });
+});
