@@ -133,9 +133,11 @@ export type {
   GradientHook,
   History,
   Objective,
+  ObjectiveContext,
   StepInfo,
   StepResult,
   TrainerOptions,
+  TrainingWindow,
 } from './train.js';
 export { cosineDecay, evaluate, fit, Trainer } from './train.js';
 export { addTensor, validateGraph } from './validate.js';

@@ -70,7 +70,37 @@ export interface FitCallbacks {
  */
 export type Objective =
   | LossName
-  | ((outputs: Record<string, tf.Tensor>, targets: Record<string, tf.Tensor>) => tf.Scalar);
+  | ((
+      outputs: Record<string, tf.Tensor>,
+      targets: Record<string, tf.Tensor>,
+      step: ObjectiveContext,
+    ) => tf.Scalar);
+
+/** What a function objective knows of the step it is part of. */
+export interface ObjectiveContext {
+  /** The window being scored (0-based; 0 when the step has one window). */
+  window: number;
+  /**
+   * The outputs of the step's earlier windows, on the same tape: e.g. the largest sub-network's
+   * predictions that the smaller ones distil from (wrap them in `tf.stopGradient` to use them as
+   * fixed targets).
+   */
+  earlier: readonly Record<string, tf.Tensor>[];
+}
+
+/**
+ * One window of a training step: a batch, its targets and, optionally, the run options it runs
+ * with instead of the trainer's (one sub-network of a nested model per window: gradient
+ * accumulation over sampled sub-networks in one step).
+ */
+export interface TrainingWindow {
+  /** Inputs. */
+  x: TensorOrMap;
+  /** Targets. */
+  y: TensorOrMap;
+  /** Run options of this window (default: the trainer's for the step). */
+  options?: RunOptions;
+}
 
 /** Options for {@link fit}. */
 export interface FitOptions {
@@ -107,6 +137,13 @@ export interface FitOptions {
   options?: RunOptions | ((step: number) => RunOptions);
   /** Run options of validation after each epoch (default: `options` when fixed, else none). */
   validationOptions?: RunOptions;
+  /**
+   * Expands each mini-batch into the windows of one step (see {@link Trainer.stepWindows}): e.g.
+   * one window per sampled sub-network, each with its run options, whose losses are averaged
+   * into one update. Called with the batch and the step (0-based, over the whole run); the
+   * windows may reuse the batch's tensors, which the loop disposes.
+   */
+  windows?: (batch: { x: TensorOrMap; y: TensorOrMap }, step: number) => readonly TrainingWindow[];
   /**
    * Called with each step's gradients by parameter name (`hidden/kernel`), after clipping and
    * before the optimizer update: return gradients to use instead (masking pruned weights, RigL's
@@ -358,7 +395,9 @@ export class Trainer {
    * step. The loss is the mean of the windows' losses; state updates of later windows win. Each
    * window is checked as {@link Trainer.step} checks its batch. Ops that decide in training need
    * a decide step per window, which would run before the previous window's state exists: they
-   * take one window per step.
+   * take one window per step. A window's own `options` replace the trainer's for it: windows of
+   * one batch under different options (sampled sub-networks) accumulate their gradients into one
+   * update; a function objective sees the earlier windows' outputs (distillation from the first).
    *
    * @example
    * ```ts
@@ -367,7 +406,7 @@ export class Trainer {
    * ```
    */
   async stepWindows(
-    windows: readonly { x: TensorOrMap; y: TensorOrMap }[],
+    windows: readonly TrainingWindow[],
     { seed = 0, session }: { seed?: number; session?: Session } = {},
   ): Promise<StepResult> {
     const model = this.model;
@@ -407,8 +446,9 @@ export class Trainer {
       prepared.push({ feeds, batchSize, targets });
     }
     const step = this.steps++;
-    const options =
+    const stepOptions =
       typeof this.options.options === 'function' ? this.options.options(step) : (this.options.options ?? {});
+    const windowOptions = windows.map((w) => w.options ?? stepOptions);
     const loss = typeof this.objective === 'string' ? this.objective : undefined;
     const yLabel = windows[0]!.y instanceof tf.Tensor ? 'y' : `y '${this.output}'`;
     if (loss !== undefined) {
@@ -434,7 +474,7 @@ export class Trainer {
     await ensureGradients();
     // Data-dependent decisions (routing, dispatch) are made first, untaped, with readbacks; the
     // taped step replays them synchronously. Nothing runs here when no op decides in training.
-    const decisions = await decideForTraining(model, prepared[0]!.feeds, options, seed, {
+    const decisions = await decideForTraining(model, prepared[0]!.feeds, windowOptions[0]!, seed, {
       trainable: this.trainable,
       ...(session === undefined ? {} : { session: working }),
     });
@@ -444,8 +484,9 @@ export class Trainer {
     try {
       const { value, grads } = tf.variableGrads(() => {
         let total: tf.Scalar | undefined;
+        const earlier: Record<string, tf.Tensor>[] = [];
         prepared.forEach(({ feeds, targets }, w) => {
-          const forward = forwardForTraining(model, feeds, options, seed + w, {
+          const forward = forwardForTraining(model, feeds, windowOptions[w]!, seed + w, {
             trainable: this.trainable,
             decisions,
             ...(outputs ? { outputs } : {}),
@@ -468,8 +509,12 @@ export class Trainer {
             if (this.classifies) correct = accumulate(correct, correctCount(prediction, target, sparse));
             if (sparse) invalid = accumulate(invalid, countInvalidLabels(target, prediction.shape.at(-1)!));
           } else {
-            windowLoss = (this.objective as Exclude<Objective, LossName>)(forward.outputs, targets);
+            windowLoss = (this.objective as Exclude<Objective, LossName>)(forward.outputs, targets, {
+              window: w,
+              earlier,
+            });
           }
+          earlier.push(forward.outputs);
           for (const aux of forward.losses) windowLoss = tf.add(windowLoss, tf.mul(aux.value, auxWeight));
           total = total === undefined ? windowLoss : tf.add<tf.Scalar>(total, windowLoss);
         });
@@ -538,7 +583,7 @@ export class Trainer {
    * (read back only now, on the failure path), else pointing at the learning rate.
    */
   private async explainNonFinite(
-    windows: readonly { x: TensorOrMap; y: TensorOrMap }[],
+    windows: readonly TrainingWindow[],
     prepared: readonly { feeds: Map<string, tf.Tensor>; targets: Record<string, tf.Tensor> }[],
     loss: number,
   ): Promise<never> {
@@ -637,7 +682,10 @@ export async function fit(model: Model, data: Dataset, options: FitOptions = {})
         if (options.learningRate)
           trainer.setLearningRate(options.learningRate(epoch * steps + step, epochs * steps));
         try {
-          const result = await trainer.step(x, y, rng.int(2 ** 31));
+          const seed = rng.int(2 ** 31);
+          const result = options.windows
+            ? await trainer.stepWindows(options.windows({ x, y }, epoch * steps + step), { seed })
+            : await trainer.step(x, y, seed);
           lossSum += result.loss * rows.length;
           correct += result.correct ?? 0;
           await options.callbacks?.onBatchEnd?.(step, { loss: result.loss, of: steps, epoch });

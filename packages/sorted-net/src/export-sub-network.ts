@@ -8,9 +8,9 @@ import {
   type GraphNode,
   type PassContext,
   type PassResult,
+  type Runtime,
   removeChannels,
   requiredTensors,
-  type Runtime,
 } from '@dynn/core';
 import * as tf from '@tensorflow/tfjs-core';
 import { SORTED_NET_PLUGIN } from './nest.js';
@@ -103,7 +103,11 @@ function unnest(
       const start = (full.shape[0]! - kernel) / 2;
       made.set(
         param,
-        tf.slice(full, [start, start, ...full.shape.slice(2).map(() => 0)], [kernel, kernel, ...full.shape.slice(2)]),
+        tf.slice(
+          full,
+          [start, start, ...full.shape.slice(2).map(() => 0)],
+          [kernel, kernel, ...full.shape.slice(2)],
+        ),
       );
     }
     // The statistics recalibrated for this sub-network become the plain node's own.
@@ -119,7 +123,14 @@ function unnest(
   }
   const outputs = graph.outputs.map((o) => {
     const source = renamed.get(o.name);
-    if (source !== undefined) nodes.push({ name: `${o.name}/identity`, op: 'core.Identity', inputs: [source], outputs: [o.name], attrs: {} });
+    if (source !== undefined)
+      nodes.push({
+        name: `${o.name}/identity`,
+        op: 'core.Identity',
+        inputs: [source],
+        outputs: [o.name],
+        attrs: {},
+      });
     return o;
   });
   const opsets = { ...graph.opsets };
@@ -154,7 +165,9 @@ export function exportSubNetwork(graph: Graph, options: SubNetwork, context: Pas
     let current: Graph = plain.graph;
     for (const cut of plain.cuts) {
       const analysis = channelGroups(runtime, current);
-      const group = analysis.groups.find((g) => g.spaces.some((s) => s.node === cut.node && s.space === cut.space));
+      const group = analysis.groups.find((g) =>
+        g.spaces.some((s) => s.node === cut.node && s.space === cut.space),
+      );
       const space = group?.spaces.find((s) => s.node === cut.node && s.space === cut.space);
       // The knob's layer may be gone with a skipped block; then another layer of its group defines it.
       if (group === undefined || space === undefined) continue;

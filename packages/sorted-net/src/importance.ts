@@ -1,4 +1,11 @@
-import { type ChannelGroup, channelGroups, DynnError, type Model, type Runtime, type WeightedGraph } from '@dynn/core';
+import {
+  type ChannelGroup,
+  channelGroups,
+  DynnError,
+  type Model,
+  type Runtime,
+  type WeightedGraph,
+} from '@dynn/core';
 import * as tf from '@tensorflow/tfjs-core';
 
 /** How a channel's importance is measured: the L1 or L2 norm of its weights. */
@@ -20,7 +27,8 @@ export async function channelImportance(
   const weights: ReadonlyMap<string, tf.Tensor> =
     'weights' in source ? source.weights : new Map([...source.params, ...source.state]);
   const analysis = channelGroups(runtime, graph);
-  const wanted = groups === undefined ? analysis.groups : analysis.groups.filter((g) => groups.includes(g.id));
+  const wanted =
+    groups === undefined ? analysis.groups : analysis.groups.filter((g) => groups.includes(g.id));
   const scores = new Map<number, Float64Array>();
   for (const group of wanted) scores.set(group.id, await groupImportance(group, weights, criterion));
   return scores;
@@ -35,7 +43,10 @@ async function groupImportance(
   for (const member of group.params) {
     const w = weights.get(member.name);
     if (w === undefined) {
-      throw new DynnError('INVALID_OPTION', `Channel importance needs weight '${member.name}', which was not given.`);
+      throw new DynnError(
+        'INVALID_OPTION',
+        `Channel importance needs weight '${member.name}', which was not given.`,
+      );
     }
     const axes = w.shape.map((_, i) => i).filter((i) => i !== member.axis);
     const norms = tf.tidy(() => {

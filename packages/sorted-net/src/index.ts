@@ -4,6 +4,8 @@
  * The ops `sorted-net.Nested` and `sorted-net.Residual`, the passes `sorted-net.nest` and
  * `sorted-net.export`, sorted training and batch-norm recalibration. See the package README.
  */
+export type { DepthStage, ElasticLayer, Nesting, WidthKnob } from './describe-nesting.js';
+export { describeNesting } from './describe-nesting.js';
 export { exportPass, exportSubNetwork } from './export-sub-network.js';
 export type { ImportanceCriterion } from './importance.js';
 export { channelImportance, importanceOrders } from './importance.js';

@@ -24,7 +24,7 @@ export async function nestModel(model: Model, options: NestModelOptions = {}): P
   if (!model.runtime.hasOp('sorted-net.Nested')) {
     throw new DynnError(
       'INVALID_OPTION',
-      "nestModel needs a model whose runtime includes sortedNet(): createRuntime({ plugins: [sortedNet()] }), then create or import the model with it.",
+      'nestModel needs a model whose runtime includes sortedNet(): createRuntime({ plugins: [sortedNet()] }), then create or import the model with it.',
     );
   }
   const { sort = 'l1', ...rest } = options;

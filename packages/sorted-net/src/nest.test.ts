@@ -11,14 +11,17 @@ const totalFlops = (report: ComputeReport | undefined) => report!.flops;
 describeEachBackend('sorted-net.nest', () => {
   it('nests a residual CNN: the full sub-network equals the original, narrower and shallower ones compute less', async () => {
     const plain = createModel(runtime, residualCnn(), { seed: 1 });
-    const x = seededNormal([3, 8, 8, 1], 2);
+    const x = seededNormal([3, 8, 8, 1], { seed: 2 });
     const nested = await nestModel(plain, { multiple: 2, kernelSizes: [1, 3] });
     const before = tf.memory().numTensors;
     const { outputs: original } = await plain.run({ image: x });
     const { outputs: full, report: fullReport } = await nested.run({ image: x }, { report: true });
     await expectClose(full.logits!, original.logits!);
     const flopsOf = async (sub: SubNetwork) => {
-      const { outputs, report } = await nested.run({ image: x }, { report: true, options: subNetworkOptions(sub) });
+      const { outputs, report } = await nested.run(
+        { image: x },
+        { report: true, options: subNetworkOptions(sub) },
+      );
       tf.dispose(Object.values(outputs));
       return report;
     };
@@ -38,7 +41,7 @@ describeEachBackend('sorted-net.nest', () => {
   it('exports a sub-network as a plain, smaller graph computing what the nested model computes', async () => {
     const plain = createModel(runtime, residualCnn(), { seed: 3 });
     const nested = await nestModel(plain, { multiple: 2, kernelSizes: [1, 3] });
-    const x = seededNormal([2, 8, 8, 1], 4);
+    const x = seededNormal([2, 8, 8, 1], { seed: 4 });
     const sub = { width: 0.5, depth: 1, kernel: 1 };
     const exported = runPass(runtime, 'sorted-net.export', nested, sub);
     expect(exported.graph.nodes.every((n) => n.op.startsWith('core.'))).toBe(true);

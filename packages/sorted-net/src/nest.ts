@@ -9,8 +9,8 @@ import {
   isDynnError,
   type PassContext,
   type PassResult,
-  reorderChannels,
   type Runtime,
+  reorderChannels,
 } from '@dynn/core';
 import * as tf from '@tensorflow/tfjs-core';
 import { NESTED_OP, type NestedAttrs, type NestedSpace } from './nested-op.js';
@@ -82,7 +82,9 @@ function elasticKernel(c: CompiledNode, sizes: readonly number[]): NestedAttrs['
   const [kh, kw = kh] = attrs.kernelSize;
   if (kh !== largest || kw !== largest || attrs.padding !== 'same') return null;
   if (attrs.dilations.some((d) => d !== 1)) return null;
-  const param = c.params.find((p) => p.info.shape.length === 4 && p.info.shape[0] === kh && p.info.shape[1] === kw);
+  const param = c.params.find(
+    (p) => p.info.shape.length === 4 && p.info.shape[0] === kh && p.info.shape[1] === kw,
+  );
   if (param === undefined) return null;
   return { key: c.node.name, param: param.local, sizes: [...sizes] } as NestedAttrs['kernel'];
 }
@@ -292,7 +294,9 @@ export function nest(graph: Graph, options: NestOptions, context: PassContext): 
       } catch (error) {
         // A node that cannot take a narrower input at run time: its groups stay at full width.
         const node = isDynnError(error) ? error.context.node : undefined;
-        const blocking = [...nested].filter((id) => node !== undefined && analysis.groups[id]!.nodes.includes(node));
+        const blocking = [...nested].filter(
+          (id) => node !== undefined && analysis.groups[id]!.nodes.includes(node),
+        );
         if (blocking.length === 0) throw error;
         for (const id of blocking) nested.delete(id);
       }

@@ -10,8 +10,8 @@ import {
   type OpResult,
   type OutputInfo,
   type ParamSpec,
-  resolveAttrs,
   type RunOptions,
+  resolveAttrs,
   selectedStateVariant,
   type ValueInfo,
 } from '@dynn/core';
@@ -92,7 +92,11 @@ function take(t: tf.Tensor, axis: number, positions: readonly number[]): tf.Tens
   const a = axis < 0 ? axis + t.rank : axis;
   if (positions.every((p, i) => p === i)) {
     const size = t.shape.map((d, i) => (i === a ? positions.length : d));
-    return tf.slice(t, t.shape.map(() => 0), size);
+    return tf.slice(
+      t,
+      t.shape.map(() => 0),
+      size,
+    );
   }
   return tf.tidy(() => tf.gather(t, tf.tensor1d([...positions], 'int32'), a));
 }
@@ -228,7 +232,10 @@ export function nestedOp(ops: readonly AnyOp[]): OpDef<NestedAttrs> {
     attrs: {
       op: { kind: 'string', doc: 'the wrapped op' },
       attrs: { kind: 'json', doc: "the wrapped op's attributes" },
-      spaces: { kind: 'json', doc: 'channel spaces that narrow at run time: { space: { knob, size, multiple } }' },
+      spaces: {
+        kind: 'json',
+        doc: 'channel spaces that narrow at run time: { space: { knob, size, multiple } }',
+      },
       kernel: { kind: 'json', default: null, doc: 'elastic kernel { param, sizes } (centre crops), or null' },
       stateVariants: {
         kind: 'strings',
@@ -264,7 +271,8 @@ export function nestedOp(ops: readonly AnyOp[]): OpDef<NestedAttrs> {
           if (axis.tensor.kind !== 'output' || axis.tensor.index !== index || axis.tensor.graph) continue;
           const nested = attrs.spaces[axis.space];
           const a = axis.axis < 0 ? axis.axis + shape.length : axis.axis;
-          if (nested !== undefined && (axis.block ?? 1) === 1 && axis.period === undefined) shape[a] = nested.knob;
+          if (nested !== undefined && (axis.block ?? 1) === 1 && axis.period === undefined)
+            shape[a] = nested.knob;
         }
         return { ...o, shape };
       });
@@ -283,7 +291,14 @@ export function nestedOp(ops: readonly AnyOp[]): OpDef<NestedAttrs> {
       const decl = declaration(attrs, ctx.node.name);
       const active = activeSpaces(attrs, ctx.options);
       const kernel = kernelSize(attrs, ctx.options);
-      const { attrs: innerAttrs } = innerAttrsFor(attrs, inner, decl, active, inputs.map((t) => t.shape), kernel);
+      const { attrs: innerAttrs } = innerAttrsFor(
+        attrs,
+        inner,
+        decl,
+        active,
+        inputs.map((t) => t.shape),
+        kernel,
+      );
       const made: tf.Tensor[] = [];
       const narrow = (kind: 'param' | 'state', tensors: Readonly<Record<string, tf.Tensor>>) => {
         const out: Record<string, tf.Tensor> = { ...tensors };
@@ -302,7 +317,11 @@ export function nestedOp(ops: readonly AnyOp[]): OpDef<NestedAttrs> {
         if (kind === 'param' && kernel !== undefined && attrs.kernel !== null) {
           const t = out[attrs.kernel.param]!;
           const start = (t.shape[0]! - kernel) / 2;
-          out[attrs.kernel.param] = tf.slice(t, [start, start, ...t.shape.slice(2).map(() => 0)], [kernel, kernel, ...t.shape.slice(2)]);
+          out[attrs.kernel.param] = tf.slice(
+            t,
+            [start, start, ...t.shape.slice(2).map(() => 0)],
+            [kernel, kernel, ...t.shape.slice(2)],
+          );
           made.push(out[attrs.kernel.param]!);
         }
         return out;
@@ -357,5 +376,4 @@ export function nestedOp(ops: readonly AnyOp[]): OpDef<NestedAttrs> {
       return inner.def.flops(innerAttrs, inputs, outputs);
     },
   });
-
 }

@@ -78,7 +78,8 @@ export function readSubNetwork(options: RunOptions): SubNetwork {
     else checkCount(depth, 'depth', 0);
   }
   if (kernel !== undefined) {
-    if (isRecord(kernel)) for (const [node, k] of Object.entries(kernel)) checkCount(k, `kernel['${node}']`, 1);
+    if (isRecord(kernel))
+      for (const [node, k] of Object.entries(kernel)) checkCount(k, `kernel['${node}']`, 1);
     else checkCount(kernel, 'kernel', 1);
   }
   const result = given as SubNetwork;

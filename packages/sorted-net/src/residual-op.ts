@@ -43,7 +43,8 @@ export const residualOp = defineOp<ResidualAttrs>({
     return [branch === undefined ? skip! : tf.add(skip!, branch)];
   },
   flops(attrs, [skip], _outputs, ctx) {
-    const skipped = ctx?.options !== undefined && depthOf(readSubNetwork(ctx.options), attrs.stage) < attrs.block;
+    const skipped =
+      ctx?.options !== undefined && depthOf(readSubNetwork(ctx.options), attrs.stage) < attrs.block;
     return skipped ? 0 : skip!.reduce((a, b) => a * b, 1);
   },
 });

@@ -32,17 +32,33 @@ export function residualCnn(options: ResidualCnnOptions = {}): Graph {
     h = b.add(
       'core.Conv2D',
       h,
-      { filters: width, kernelSize: [3, 3], strides: s === 0 ? [1, 1] : [2, 2], padding: 'same', useBias: false },
+      {
+        filters: width,
+        kernelSize: [3, 3],
+        strides: s === 0 ? [1, 1] : [2, 2],
+        padding: 'same',
+        useBias: false,
+      },
       { name: `s${s}conv` },
     );
     h = b.add('core.BatchNorm', h, {}, { name: `s${s}bn` });
     h = b.add('core.Activation', h, { fn: 'relu' }, { name: `s${s}relu` });
     for (let k = 0; k < blocks; k++) {
       const p = `s${s}b${k}`;
-      let r = b.add('core.Conv2D', h, { filters: width, kernelSize: [kernel, kernel], padding: 'same', useBias: false }, { name: `${p}c1` });
+      let r = b.add(
+        'core.Conv2D',
+        h,
+        { filters: width, kernelSize: [kernel, kernel], padding: 'same', useBias: false },
+        { name: `${p}c1` },
+      );
       r = b.add('core.BatchNorm', r, {}, { name: `${p}bn1` });
       r = b.add('core.Activation', r, { fn: 'relu' }, { name: `${p}relu1` });
-      r = b.add('core.Conv2D', r, { filters: width, kernelSize: [kernel, kernel], padding: 'same', useBias: false }, { name: `${p}c2` });
+      r = b.add(
+        'core.Conv2D',
+        r,
+        { filters: width, kernelSize: [kernel, kernel], padding: 'same', useBias: false },
+        { name: `${p}c2` },
+      );
       r = b.add('core.BatchNorm', r, {}, { name: `${p}bn2` });
       h = b.add('core.Add', [h, r], {}, { name: `${p}add` });
       h = b.add('core.Activation', h, { fn: 'relu' }, { name: `${p}out` });
