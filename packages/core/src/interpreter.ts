@@ -202,7 +202,10 @@ function planFor(scope: CompiledGraph, wanted: readonly string[], options: RunOp
     const last = new Map<string, number>();
     nodes.forEach((c, i) => {
       const skipped = skips.get(i);
-      if (needed[i]) c.node.inputs.forEach((name, k) => skipped?.has(k) !== true && last.set(name, i));
+      if (!needed[i]) return;
+      c.node.inputs.forEach((name, k) => {
+        if (skipped?.has(k) !== true) last.set(name, i);
+      });
     });
     for (const name of wanted) last.set(name, Number.POSITIVE_INFINITY);
     plan = { needed, last, skips };

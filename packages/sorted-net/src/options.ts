@@ -74,7 +74,9 @@ export function readSubNetwork(options: RunOptions): SubNetwork {
     else checkFraction(width, 'width');
   }
   if (depth !== undefined) {
-    if (Array.isArray(depth)) depth.forEach((d, i) => checkCount(d, `depth[${i}]`, 0));
+    if (Array.isArray(depth)) {
+      for (const [i, d] of depth.entries()) checkCount(d, `depth[${i}]`, 0);
+    }
     else checkCount(depth, 'depth', 0);
   }
   if (kernel !== undefined) {
