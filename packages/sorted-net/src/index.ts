@@ -25,5 +25,7 @@ export {
 } from './options.js';
 export type { SortedNetOptions } from './plugin.js';
 export { sortedNet } from './plugin.js';
+export type { ResidualCnnOptions } from './residual-cnn.js';
+export { residualCnnGraph } from './residual-cnn.js';
 export type { ResidualAttrs } from './residual-op.js';
 export { RESIDUAL_OP, residualOp } from './residual-op.js';
