@@ -11,7 +11,9 @@ import type { ActivationName } from '../basic/activation.js';
 import {
   checkStridesOrDilations,
   type ImageInfo,
+  type ImageShape,
   imageInfo,
+  imageShape,
   type PaddingMode,
   type Pair,
   spatialPair,
@@ -73,11 +75,23 @@ export function convWindow(attrs: ConvWindowAttrs): ConvWindow {
 
 /** Checks a convolution's single float32 NHWC input and returns its dimensions. */
 export function convInput(inputs: readonly ValueInfo[]): ImageInfo {
+  return imageInfo(float32Input(inputs));
+}
+
+/**
+ * Checks the single float32 NHWC input of an op without parameters (a pool, padding) and returns
+ * its dimensions; its channel count may be symbolic.
+ */
+export function poolInput(inputs: readonly ValueInfo[]): ImageShape {
+  return imageShape(float32Input(inputs));
+}
+
+function float32Input(inputs: readonly ValueInfo[]): ValueInfo | undefined {
   const input = inputs[0];
   if (input !== undefined && input.dtype !== 'float32') {
     throw new Error(`expects a float32 input, got ${input.dtype}`);
   }
-  return imageInfo(input);
+  return input;
 }
 
 /** The `depthwiseKernel` parameter of depthwise and separable convs: [kh, kw, channels, multiplier], Glorot-initialised as Keras does. */

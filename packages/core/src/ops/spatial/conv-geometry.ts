@@ -169,19 +169,25 @@ export function checkStridesOrDilations(strides: Pair, dilations: Pair): void {
   }
 }
 
-/** An NHWC input described by its value info: checked rank, concrete channel count. */
-export interface ImageInfo {
+/** An NHWC input described by its value info: checked rank; the channel count may be symbolic. */
+export interface ImageShape {
   batch: Dim;
   height: Dim;
   width: Dim;
+  channels: Dim;
+}
+
+/** An NHWC input described by its value info: checked rank, concrete channel count. */
+export interface ImageInfo extends ImageShape {
   channels: number;
 }
 
 /**
- * Reads an NHWC input's dimensions, throwing a clear error when it is not rank 4 or its channel
- * count is not a concrete number (parameter shapes depend on it).
+ * Reads an NHWC input's dimensions, throwing a clear error when it is not rank 4. The channel
+ * count may be symbolic (a nested network's width chosen per run): ops without parameters
+ * (pools, padding) pass it through.
  */
-export function imageInfo(input: ValueInfo | undefined): ImageInfo {
+export function imageShape(input: ValueInfo | undefined): ImageShape {
   if (input === undefined) throw new Error('expects one input of shape [batch, height, width, channels]');
   if (input.shape.length !== 4) {
     throw new Error(
@@ -189,6 +195,15 @@ export function imageInfo(input: ValueInfo | undefined): ImageInfo {
     );
   }
   const [batch, height, width, channels] = input.shape as [Dim, Dim, Dim, Dim];
+  return { batch, height, width, channels };
+}
+
+/**
+ * Reads an NHWC input's dimensions, throwing a clear error when it is not rank 4 or its channel
+ * count is not a concrete number (parameter shapes depend on it).
+ */
+export function imageInfo(input: ValueInfo | undefined): ImageInfo {
+  const { batch, height, width, channels } = imageShape(input);
   if (typeof channels !== 'number') {
     throw new Error(`needs a concrete channel count (last dimension), got '${channels}'`);
   }
@@ -200,10 +215,10 @@ export function imageInfo(input: ValueInfo | undefined): ImageInfo {
  * {@link convOutputDim} (symbolic sizes stay symbolic), `channels` as given.
  */
 export function windowOutputShape(
-  image: ImageInfo,
+  image: ImageShape,
   kernel: Pair,
   options: WindowOptions,
-  channels: number,
+  channels: Dim,
 ): Dim[] {
   return [
     image.batch,

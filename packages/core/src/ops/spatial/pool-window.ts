@@ -1,7 +1,7 @@
 import type { Attrs, Dim, ValueInfo } from '../../ir.js';
 import type { AttrSchema, OutputInfo } from '../../op.js';
 import { product } from '../basic/shape-helpers.js';
-import { convInput } from './conv-attrs.js';
+import { poolInput } from './conv-attrs.js';
 import {
   type PaddingMode,
   type Pair,
@@ -40,7 +40,7 @@ export function poolWindow(attrs: PoolAttrs): { pool: Pair; options: WindowOptio
 
 /** Output shape of a windowed pool over a float32 NHWC input (channels unchanged). */
 export function poolInferShape(attrs: PoolAttrs, inputs: readonly ValueInfo[]): OutputInfo[] {
-  const image = convInput(inputs);
+  const image = poolInput(inputs);
   const { pool, options } = poolWindow(attrs);
   return [{ shape: windowOutputShape(image, pool, options, image.channels), dtype: 'float32' }];
 }
@@ -67,7 +67,7 @@ export const globalPoolAttrs: AttrSchema = {
 
 /** Output shape of a global pool over a float32 NHWC input. */
 export function globalPoolInferShape(attrs: GlobalPoolAttrs, inputs: readonly ValueInfo[]): OutputInfo[] {
-  const image = convInput(inputs);
+  const image = poolInput(inputs);
   const shape: Dim[] = attrs.keepDims ? [image.batch, 1, 1, image.channels] : [image.batch, image.channels];
   return [{ shape, dtype: 'float32' }];
 }

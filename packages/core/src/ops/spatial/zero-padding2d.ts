@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { Attrs, Dim } from '../../ir.js';
 import { defineOp } from '../../op.js';
-import { convInput, passThroughChannels } from './conv-attrs.js';
+import { passThroughChannels, poolInput } from './conv-attrs.js';
 import type { SpatialPadding } from './conv-geometry.js';
 
 /** Resolved attributes of {@link zeroPadding2dOp}. */
@@ -55,7 +55,7 @@ export const zeroPadding2dOp = defineOp<ZeroPadding2DAttrs>({
   },
   inputs: { min: 1 },
   inferShape(attrs, inputs) {
-    const image = convInput(inputs);
+    const image = poolInput(inputs);
     const { top, bottom, left, right } = zeroPaddingAmounts(attrs.padding);
     return [
       {
