@@ -1,5 +1,6 @@
-import type { Graph } from '@dynn/core';
+import { DynnError, type Graph } from '@dynn/core';
 import { NESTED_OP, type NestedAttrs } from './nested-op.js';
+import { readSubNetwork, type SubNetwork, subNetworkOptions } from './options.js';
 import { RESIDUAL_OP, type ResidualAttrs } from './residual-op.js';
 
 /** A width knob of a nested graph: a channel group whose layers narrow together. */
@@ -65,4 +66,52 @@ export function describeNesting(graph: Graph): Nesting {
     }
   }
   return { knobs: [...knobs.values()], stages, kernels };
+}
+
+/**
+ * Checks a sub-network against a nested graph's {@link Nesting}: width knobs, depth stages and
+ * elastic layers it names must exist, and kernel sizes must be ones the layers take. Throws an
+ * `INVALID_OPTION` {@link DynnError} listing what the graph has.
+ */
+export function checkSubNetwork(nesting: Nesting, sub: SubNetwork): void {
+  const { width, depth, kernel } = readSubNetwork(subNetworkOptions(sub));
+  if (width !== undefined && typeof width !== 'number') {
+    const known = new Set(nesting.knobs.map((k) => k.name));
+    for (const knob of Object.keys(width)) {
+      if (!known.has(knob)) {
+        throw new DynnError(
+          'INVALID_OPTION',
+          `Width knob '${knob}' is not in this model; its knobs are ${[...known].join(', ') || 'none'}.`,
+        );
+      }
+    }
+  }
+  if (Array.isArray(depth) && depth.length !== nesting.stages.length) {
+    throw new DynnError(
+      'INVALID_OPTION',
+      `depth lists ${depth.length} stages, but this model has ${nesting.stages.length}; give one number per stage or one for all.`,
+    );
+  }
+  if (kernel !== undefined) {
+    const entries =
+      typeof kernel === 'number'
+        ? nesting.kernels.map((k) => [k.node, kernel] as const)
+        : Object.entries(kernel);
+    for (const [node, size] of entries) {
+      const layer = nesting.kernels.find((k) => k.node === node);
+      if (layer === undefined) {
+        throw new DynnError(
+          'INVALID_OPTION',
+          `'${node}' is not an elastic layer of this model; they are ${nesting.kernels.map((k) => k.node).join(', ') || 'none'}.`,
+        );
+      }
+      if (!layer.sizes.includes(size)) {
+        throw new DynnError(
+          'INVALID_OPTION',
+          `Kernel ${size} for '${node}': it takes ${layer.sizes.join(', ')}.`,
+          { node },
+        );
+      }
+    }
+  }
 }

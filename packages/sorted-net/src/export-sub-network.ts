@@ -13,6 +13,7 @@ import {
   requiredTensors,
 } from '@dynn/core';
 import * as tf from '@tensorflow/tfjs-core';
+import { checkSubNetwork, describeNesting } from './describe-nesting.js';
 import { SORTED_NET_PLUGIN } from './nest.js';
 import { NESTED_OP, type NestedAttrs } from './nested-op.js';
 import {
@@ -156,6 +157,7 @@ function missingWeight(name: string): DynnError {
  */
 export function exportSubNetwork(graph: Graph, options: SubNetwork, context: PassContext): PassResult {
   const sub = readSubNetwork({ [SORTED_NET_OPTIONS]: options ?? {} });
+  checkSubNetwork(describeNesting(graph), sub);
   const { runtime } = context;
   const made = new Map<string, tf.Tensor>();
   const weights = new Map(context.weights);

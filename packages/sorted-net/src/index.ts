@@ -5,7 +5,7 @@
  * `sorted-net.export`, sorted training and batch-norm recalibration. See the package README.
  */
 export type { DepthStage, ElasticLayer, Nesting, WidthKnob } from './describe-nesting.js';
-export { describeNesting } from './describe-nesting.js';
+export { checkSubNetwork, describeNesting } from './describe-nesting.js';
 export { exportPass, exportSubNetwork } from './export-sub-network.js';
 export type { ImportanceCriterion } from './importance.js';
 export { channelImportance, importanceOrders } from './importance.js';
