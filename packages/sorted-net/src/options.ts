@@ -76,8 +76,7 @@ export function readSubNetwork(options: RunOptions): SubNetwork {
   if (depth !== undefined) {
     if (Array.isArray(depth)) {
       for (const [i, d] of depth.entries()) checkCount(d, `depth[${i}]`, 0);
-    }
-    else checkCount(depth, 'depth', 0);
+    } else checkCount(depth, 'depth', 0);
   }
   if (kernel !== undefined) {
     if (isRecord(kernel))
