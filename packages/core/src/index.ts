@@ -13,7 +13,14 @@ export type {
   ChannelTensor,
   OpChannels,
 } from './channel-axes.js';
-export { elementwiseChannels, inputTensor, outputTensor, paramTensor, stateTensor } from './channel-axes.js';
+export {
+  channelOfPosition,
+  elementwiseChannels,
+  inputTensor,
+  outputTensor,
+  paramTensor,
+  stateTensor,
+} from './channel-axes.js';
 export type {
   ChannelAnalysis,
   ChannelBarrier,

@@ -28,12 +28,13 @@ import {
 } from './options.js';
 import { RESIDUAL_OP, type ResidualAttrs } from './residual-op.js';
 
-/** A width knob to cut once the graph is plain: the space that defines it and the channels kept. */
+/** A layer space of a width knob to cut once the graph is plain: which of its channels stay. */
 interface Cut {
+  knob: string;
   node: string;
   space: string;
-  keep: number;
-  size: number;
+  /** Per channel of the op space, whether the sub-network keeps it. */
+  kept: boolean[];
 }
 
 /** Nodes no graph output depends on, removed. */
@@ -61,10 +62,10 @@ function unnest(
   sub: SubNetwork,
   weights: ReadonlyMap<string, tf.Tensor>,
   made: Map<string, tf.Tensor>,
-): { graph: Graph; cuts: Cut[] } {
+): { graph: Graph; cuts: Map<string, Cut[]> } {
   const key = subNetworkKey(sub);
   const renamed = new Map<string, string>();
-  const cuts = new Map<string, Cut>();
+  const cuts = new Map<string, Cut[]>();
   const nodes: GraphNode[] = [];
   const name = (v: string) => renamed.get(v) ?? v;
   for (const node of graph.nodes) {
@@ -81,12 +82,11 @@ function unnest(
     }
     const attrs = node.attrs as NestedAttrs;
     let inner: Attrs = { ...attrs.attrs };
-    for (const s of Object.values(attrs.spaces)) {
+    for (const [space, s] of Object.entries(attrs.spaces)) {
       const keep = activeChannels(s.size, widthOf(sub, s.knob), s.multiple);
-      if (keep < s.size && !cuts.has(s.knob)) {
-        const at = s.knob.lastIndexOf('#');
-        cuts.set(s.knob, { node: s.knob.slice(0, at), space: s.knob.slice(at + 1), keep, size: s.size });
-      }
+      if (keep === s.size) continue;
+      const kept = (s.channels ?? Array.from({ length: s.size }, (_, c) => c)).map((g) => g < keep);
+      cuts.set(s.knob, [...(cuts.get(s.knob) ?? []), { knob: s.knob, node: node.name, space, kept }]);
     }
     const kernel = attrs.kernel === null ? undefined : kernelOf(sub, attrs.kernel.key);
     if (attrs.kernel !== null && kernel !== undefined && kernel !== attrs.kernel.sizes.at(-1)) {
@@ -138,7 +138,7 @@ function unnest(
   delete opsets[SORTED_NET_PLUGIN.domain];
   const plain = withoutDeadNodes({ ...graph, opsets, outputs, nodes });
   const tensors = requiredTensors(compileGraph(runtime, plain));
-  return { graph: { ...plain, ...tensors }, cuts: [...cuts.values()] };
+  return { graph: { ...plain, ...tensors }, cuts };
 }
 
 function missingWeight(name: string): DynnError {
@@ -165,16 +165,23 @@ export function exportSubNetwork(graph: Graph, options: SubNetwork, context: Pas
     const plain = unnest(runtime, graph, sub, context.weights, made);
     for (const [n, t] of made) weights.set(n, t);
     let current: Graph = plain.graph;
-    for (const cut of plain.cuts) {
+    for (const layers of plain.cuts.values()) {
       const analysis = channelGroups(runtime, current);
-      const group = analysis.groups.find((g) =>
-        g.spaces.some((s) => s.node === cut.node && s.space === cut.space),
-      );
-      const space = group?.spaces.find((s) => s.node === cut.node && s.space === cut.space);
-      // The knob's layer may be gone with a skipped block; then another layer of its group defines it.
-      if (group === undefined || space === undefined) continue;
-      const channels = [...new Set(Array.from(space.channelOf).filter((_, j) => j >= cut.keep))];
-      const result = removeChannels(current, { group: group.id, channels }, { runtime, weights });
+      // Any layer of the knob still in the graph says which channels go (skipped blocks took some).
+      let found: { group: number; channels: number[] } | undefined;
+      for (const cut of layers) {
+        const group = analysis.groups.find((g) =>
+          g.spaces.some((s) => s.node === cut.node && s.space === cut.space),
+        );
+        const space = group?.spaces.find((s) => s.node === cut.node && s.space === cut.space);
+        if (group === undefined || space === undefined) continue;
+        const gone = Array.from(space.channelOf).filter((_, c) => cut.kept[c] === false);
+        found = { group: group.id, channels: [...new Set(gone)] };
+        break;
+      }
+      if (found === undefined) continue;
+      const { group, channels } = found;
+      const result = removeChannels(current, { group, channels }, { runtime, weights });
       current = result.graph;
       for (const [n, t] of result.weights ?? []) {
         const old = made.get(n);

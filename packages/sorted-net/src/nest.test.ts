@@ -1,7 +1,8 @@
-import { type ComputeReport, createModel, runPass } from '@dynn/core';
+import { type ComputeReport, createModel, GraphBuilder, runPass } from '@dynn/core';
 import { describeEachBackend, expectClose, expectNoLeaks, seededNormal } from '@dynn/testing';
 import * as tf from '@tensorflow/tfjs-core';
 import { expect, it } from 'vitest';
+import { describeNesting } from './describe-nesting.js';
 import { nestModel } from './nest-model.js';
 import { type SubNetwork, subNetworkOptions } from './options.js';
 import { residualCnn, runtime } from './test-models.js';
@@ -59,5 +60,39 @@ describeEachBackend('sorted-net.nest', () => {
     nested.dispose();
     small.dispose();
     x.dispose();
+  });
+});
+
+describeEachBackend('sorted-net.nest across a depthwise multiplier', () => {
+  it('narrows a group whose channels repeat along the depthwise output, and exports it', async () => {
+    const b = new GraphBuilder(runtime);
+    const image = b.input('image', 'float32', ['batch', 6, 6, 2]);
+    let h = b.add('core.Conv2D', image, { filters: 4, kernelSize: [1, 1] }, { name: 'expand' });
+    h = b.add(
+      'core.DepthwiseConv2D',
+      h,
+      { kernelSize: [3, 3], padding: 'same', depthMultiplier: 2 },
+      { name: 'dw' },
+    );
+    h = b.add('core.BatchNorm', h, {}, { name: 'dwbn' });
+    h = b.add('core.Conv2D', h, { filters: 6, kernelSize: [1, 1] }, { name: 'project' });
+    h = b.add('core.GlobalAvgPool2D', h, {}, { name: 'pool' });
+    const graph = b.build({ logits: b.add('core.Dense', h, { units: 3 }, { name: 'head' }) });
+    const model = createModel(runtime, graph, { seed: 4 });
+    const nested = await nestModel(model, { sort: 'none' });
+    expect(describeNesting(nested.graph).knobs.map((k) => [k.name, k.size])).toEqual([
+      ['expand#out', 4],
+      ['project#out', 6],
+    ]);
+    const x = seededNormal([2, 6, 6, 2], { seed: 9 });
+    const sub = { width: 0.5 };
+    const exported = runPass(runtime, 'sorted-net.export', nested, sub);
+    const small = createModel(runtime, exported.graph, { weights: exported.weights });
+    expect(small.params.get('dw/depthwiseKernel')?.shape).toEqual([3, 3, 2, 2]);
+    const { outputs: a } = await nested.run({ image: x }, { options: subNetworkOptions(sub) });
+    const { outputs: c } = await small.run({ image: x });
+    await expectClose(c.logits!, a.logits!);
+    tf.dispose([x, ...Object.values(a), ...Object.values(c)]);
+    for (const m of [model, nested, small]) m.dispose();
   });
 });

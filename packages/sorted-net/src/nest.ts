@@ -106,9 +106,15 @@ function wrapNodes(
     if (first === undefined) continue;
     const knob = knobName(first.node, first.space);
     const multiple = multipleFor(options, knob);
-    for (const { node, space } of list) {
+    for (const { node, space, channelOf } of list) {
       const entry = perNode.get(node) ?? {};
-      entry[space] = { knob, size: group.size, multiple };
+      const identity = channelOf.every((c, j) => c === j);
+      entry[space] = {
+        knob,
+        size: group.size,
+        multiple,
+        ...(identity ? {} : { channels: Array.from(channelOf) }),
+      };
       perNode.set(node, entry);
     }
   }

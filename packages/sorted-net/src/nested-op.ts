@@ -1,6 +1,7 @@
 import {
   type Attrs,
   type ChannelAxis,
+  channelOfPosition,
   type Dim,
   DynnError,
   defineOp,
@@ -29,6 +30,12 @@ export interface NestedSpace {
   size: number;
   /** Channel counts are rounded to a multiple of this. */
   multiple: number;
+  /**
+   * The knob's channel held by each channel of the op's space, when it is not the same index (a
+   * space whose channels repeat or reorder the knob's, such as a depthwise output with a depth
+   * multiplier); the knob keeps its channels below the active count.
+   */
+  channels?: number[];
 }
 
 /** An elastic kernel: a parameter whose two leading axes are the kernel's height and width. */
@@ -70,21 +77,65 @@ interface Inner {
   knobs: Map<string, number>;
 }
 
+/** The symbolic size of an axis holding each of a knob's channels `repeat` times in a row. */
+function knobDim(knob: string, repeat: number): string {
+  return repeat === 1 ? knob : `${knob}*${repeat}`;
+}
+
+/** A symbolic size written by {@link knobDim} at its full value, or undefined for another name. */
+function knobSize(knobs: ReadonlyMap<string, number>, dim: string): number | undefined {
+  const direct = knobs.get(dim);
+  if (direct !== undefined) return direct;
+  const star = dim.lastIndexOf('*');
+  if (star < 0) return undefined;
+  const size = knobs.get(dim.slice(0, star));
+  const repeat = Number(dim.slice(star + 1));
+  return size === undefined || !Number.isInteger(repeat) ? undefined : size * repeat;
+}
+
 function fullInputs(inner: Inner, inputs: readonly ValueInfo[]): ValueInfo[] {
   return inputs.map((v) => ({
     ...v,
-    shape: v.shape.map((d) => (typeof d === 'string' ? (inner.knobs.get(d) ?? d) : d)),
+    shape: v.shape.map((d) => (typeof d === 'string' ? (knobSize(inner.knobs, d) ?? d) : d)),
   }));
 }
 
-/** Positions of `size` along `axis` that hold a channel below `active`. */
-function keptPositions(axis: ChannelAxis, length: number, active: number): number[] {
+/** The knob's channel that position `j` of `axis` holds. */
+function knobChannel(space: NestedSpace, axis: ChannelAxis, j: number): number {
+  const c = channelOfPosition(axis, j);
+  return space.channels?.[c] ?? c;
+}
+
+/** Positions of an axis of `length` that hold a knob channel below `active`. */
+function keptPositions(space: NestedSpace, axis: ChannelAxis, length: number, active: number): number[] {
   const kept: number[] = [];
-  for (let j = 0; j < length; j++) {
-    const channel = (axis.offset ?? 0) + (Math.floor(j / (axis.block ?? 1)) % (axis.period ?? Infinity));
-    if (channel < active) kept.push(j);
-  }
+  for (let j = 0; j < length; j++) if (knobChannel(space, axis, j) < active) kept.push(j);
   return kept;
+}
+
+/** Channels of an op space of `size` that hold a knob channel below `active`. */
+function keptChannels(space: NestedSpace, size: number, active: number): number {
+  let kept = 0;
+  for (let c = 0; c < size; c++) if ((space.channels?.[c] ?? c) < active) kept++;
+  return kept;
+}
+
+/**
+ * The symbolic size of an output axis on a knob: the knob's name when position `j` holds knob
+ * channel `j`, `<knob>*<r>` when each channel repeats `r` times in a row; anything else (a
+ * concatenation, a wrapped period) cannot narrow at run time.
+ */
+function outputDim(space: NestedSpace, axis: ChannelAxis, length: number): string {
+  const repeat = length / space.size;
+  if (Number.isInteger(repeat)) {
+    let regular = true;
+    for (let j = 0; j < length && regular; j++)
+      regular = knobChannel(space, axis, j) === Math.floor(j / repeat);
+    if (regular) return knobDim(space.knob, repeat);
+  }
+  throw new Error(
+    `its output axis ${axis.axis} holds the channels of knob '${space.knob}' in an order that cannot narrow`,
+  );
 }
 
 /** `t` narrowed along `axis` to `positions` (a slice when they are a prefix). */
@@ -146,7 +197,7 @@ export function nestedOp(ops: readonly AnyOp[]): OpDef<NestedAttrs> {
       inner = {
         def,
         attrs: resolveAttrs(def, given, node),
-        knobs: new Map(Object.values(attrs.spaces).map((s) => [s.knob, s.size])),
+        knobs: new Map(Object.values(attrs.spaces).map((space) => [space.knob, space.size])),
       };
       innerCache.set(attrs, inner);
     }
@@ -205,7 +256,8 @@ export function nestedOp(ops: readonly AnyOp[]): OpDef<NestedAttrs> {
         if (axis.tensor.kind !== 'output' || axis.tensor.index !== index || axis.tensor.graph) continue;
         const n = active.get(axis.space);
         const a = axis.axis < 0 ? axis.axis + shape.length : axis.axis;
-        if (n !== undefined) shape[a] = keptPositions(axis, o.shape[a] as number, n).length;
+        if (n !== undefined)
+          shape[a] = keptPositions(attrs.spaces[axis.space]!, axis, o.shape[a] as number, n).length;
       }
       return { name: `output${index}`, dtype: o.dtype, shape };
     });
@@ -217,7 +269,7 @@ export function nestedOp(ops: readonly AnyOp[]): OpDef<NestedAttrs> {
     const changed = [...active].some(([space, n]) => n !== attrs.spaces[space]!.size);
     if (changed && inner.def.resize !== undefined) {
       const spaces = { ...decl.channels.spaces };
-      for (const [space, n] of active) spaces[space] = n;
+      for (const [space, n] of active) spaces[space] = keptChannels(attrs.spaces[space]!, spaces[space]!, n);
       resized = inner.def.resize(inner.attrs, newInputs, outputs, spaces);
     }
     if (kernel !== undefined) resized = { ...resized, kernelSize: [kernel, kernel] };
@@ -271,8 +323,7 @@ export function nestedOp(ops: readonly AnyOp[]): OpDef<NestedAttrs> {
           if (axis.tensor.kind !== 'output' || axis.tensor.index !== index || axis.tensor.graph) continue;
           const nested = attrs.spaces[axis.space];
           const a = axis.axis < 0 ? axis.axis + shape.length : axis.axis;
-          if (nested !== undefined && (axis.block ?? 1) === 1 && axis.period === undefined)
-            shape[a] = nested.knob;
+          if (nested !== undefined) shape[a] = outputDim(nested, axis, o.shape[a] as number);
         }
         return { ...o, shape };
       });
@@ -309,7 +360,7 @@ export function nestedOp(ops: readonly AnyOp[]): OpDef<NestedAttrs> {
           const t = out[name];
           if (n === undefined || t === undefined) continue;
           const a = axis.axis < 0 ? axis.axis + t.rank : axis.axis;
-          const positions = keptPositions(axis, tensors[name]!.shape[a]!, n);
+          const positions = keptPositions(attrs.spaces[axis.space]!, axis, tensors[name]!.shape[a]!, n);
           if (positions.length === t.shape[a]) continue;
           out[name] = take(t, a, positions);
           made.push(out[name]!);
