@@ -1,4 +1,4 @@
-import { type ComputeReport, createModel, GraphBuilder, runPass } from '@dynn/core';
+import { type ComputeReport, createModel, GraphBuilder, runPass, Trainer } from '@dynn/core';
 import { describeEachBackend, expectClose, expectNoLeaks, seededNormal } from '@dynn/testing';
 import * as tf from '@tensorflow/tfjs-core';
 import { expect, it } from 'vitest';
@@ -94,5 +94,35 @@ describeEachBackend('sorted-net.nest across a depthwise multiplier', () => {
     await expectClose(c.logits!, a.logits!);
     tf.dispose([x, ...Object.values(a), ...Object.values(c)]);
     for (const m of [model, nested, small]) m.dispose();
+  });
+});
+
+describeEachBackend('sorted-net.Nested in training', () => {
+  it('a step at half width trains the kept channels and updates only their batch-norm statistics', async () => {
+    const plain = createModel(runtime, residualCnn(), { seed: 5 });
+    const nested = await nestModel(plain, { sort: 'none' });
+    const before = await nested.state.get('s0bn/movingMean')!.data();
+    const kernelBefore = await nested.params.get('s0conv/kernel')!.data();
+    const trainer = new Trainer(nested, {
+      options: subNetworkOptions({ width: 0.5 }),
+      optimizer: tf.train.sgd(0.1),
+    });
+    const x = seededNormal([4, 8, 8, 1], { seed: 1 });
+    const y = tf.tensor1d([0, 1, 2, 3], 'int32');
+    await expectNoLeaks(() => trainer.step(x, y));
+    const after = await nested.state.get('s0bn/movingMean')!.data();
+    const kernelAfter = await nested.params.get('s0conv/kernel')!.data();
+    const changed = Array.from(after, (v, i) => v !== before[i]);
+    expect(changed).toEqual([true, true, true, true, false, false, false, false]);
+    // The kernel [3, 3, 1, 8]: output channels 4-7 got no gradient.
+    const moved = new Set<number>();
+    kernelAfter.forEach((v, i) => {
+      if (v !== kernelBefore[i]) moved.add(i % 8);
+    });
+    expect([...moved].sort()).toEqual([0, 1, 2, 3]);
+    tf.dispose([x, y]);
+    trainer.dispose();
+    plain.dispose();
+    nested.dispose();
   });
 });

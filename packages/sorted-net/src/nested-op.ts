@@ -401,13 +401,23 @@ export function nestedOp(ops: readonly AnyOp[]): OpDef<NestedAttrs> {
               { node: ctx.node.name, op: NESTED_OP },
             );
           }
-          const a = axes[0]!.axis < 0 ? axes[0]!.axis + full.rank : axes[0]!.axis;
-          const kept = value.shape[a]!;
-          const merged = tf.tidy(() => {
-            const rest = full.shape.map((d, i) => (i === a ? d - kept : d));
-            const begin = full.shape.map((_, i) => (i === a ? kept : 0));
-            return tf.concat([value, tf.slice(full, begin, rest)], a);
+          const axis = axes[0]!;
+          const a = axis.axis < 0 ? axis.axis + full.rank : axis.axis;
+          const kept = keptPositions(
+            attrs.spaces[axis.space]!,
+            axis,
+            full.shape[a]!,
+            active.get(axis.space)!,
+          );
+          // Position p of the merged tensor: the update's row for a kept position, else the old value.
+          const source = new Int32Array(full.shape[a]!);
+          for (let p = 0; p < source.length; p++) source[p] = kept.length + p;
+          kept.forEach((p, i) => {
+            source[p] = i;
           });
+          const merged = tf.tidy(() =>
+            tf.gather(tf.concat([value, full], a), tf.tensor1d(source, 'int32'), a),
+          );
           value.dispose();
           ctx.updateState(name, merged);
         },
