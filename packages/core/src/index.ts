@@ -46,6 +46,8 @@ export type {
 export { applyStateUpdates, decideForTraining, forwardForTraining } from './executor.js';
 export type { ExtractOptions } from './extract-sub-network.js';
 export { extractPass, extractSubNetwork } from './extract-sub-network.js';
+export type { FoldBatchNormOptions } from './fold-batch-norm.js';
+export { foldBatchNorm, foldBatchNormPass } from './fold-batch-norm.js';
 export { ensureGradients } from './gradients.js';
 export type { TensorOrMap } from './host-batches.js';
 export { HostBatches } from './host-batches.js';

@@ -4,6 +4,7 @@ import {
   compileGraph,
   DynnError,
   definePass,
+  foldBatchNorm,
   type Graph,
   type GraphNode,
   type PassContext,
@@ -148,6 +149,16 @@ function missingWeight(name: string): DynnError {
   );
 }
 
+/** Options of `sorted-net.export`: the sub-network, and whether to fold its batch norms. */
+export interface ExportOptions extends SubNetwork {
+  /**
+   * Fold each batch norm (and the activation after it) into the layer before it, as inference
+   * converters do (default true): fewer, fused kernels. The file serves; to train it further,
+   * export with `false`.
+   */
+  foldBatchNorm?: boolean;
+}
+
 /**
  * A chosen sub-network of a nested graph as a standalone, physically smaller graph of plain ops
  * that `@dynn/core` runs without this plugin: skipped residual blocks gone, elastic kernels
@@ -155,8 +166,9 @@ function missingWeight(name: string): DynnError {
  * coupled layer shrinks together); batch-norm statistics recalibrated for the sub-network become
  * the default ones. It computes what the nested model computes with these run options.
  */
-export function exportSubNetwork(graph: Graph, options: SubNetwork, context: PassContext): PassResult {
-  const sub = readSubNetwork({ [SORTED_NET_OPTIONS]: options ?? {} });
+export function exportSubNetwork(graph: Graph, options: ExportOptions, context: PassContext): PassResult {
+  const { foldBatchNorm: fold = true, ...chosen } = options ?? {};
+  const sub = readSubNetwork({ [SORTED_NET_OPTIONS]: chosen });
   checkSubNetwork(describeNesting(graph), sub);
   const { runtime } = context;
   const made = new Map<string, tf.Tensor>();
@@ -165,6 +177,16 @@ export function exportSubNetwork(graph: Graph, options: SubNetwork, context: Pas
     const plain = unnest(runtime, graph, sub, context.weights, made);
     for (const [n, t] of made) weights.set(n, t);
     let current: Graph = plain.graph;
+    // A pass's new tensors replace the ones this export made before them.
+    const adopt = (result: PassResult): Graph => {
+      for (const [n, t] of result.weights ?? []) {
+        const old = made.get(n);
+        if (old !== undefined && old !== t) old.dispose();
+        made.set(n, t);
+        weights.set(n, t);
+      }
+      return result.graph;
+    };
     for (const layers of plain.cuts.values()) {
       const analysis = channelGroups(runtime, current);
       // Any layer of the knob still in the graph says which channels go (skipped blocks took some).
@@ -182,13 +204,10 @@ export function exportSubNetwork(graph: Graph, options: SubNetwork, context: Pas
       if (found === undefined) continue;
       const { group, channels } = found;
       const result = removeChannels(current, { group, channels }, { runtime, weights });
-      current = result.graph;
-      for (const [n, t] of result.weights ?? []) {
-        const old = made.get(n);
-        if (old !== undefined && old !== t) old.dispose();
-        made.set(n, t);
-        weights.set(n, t);
-      }
+      current = adopt(result);
+    }
+    if (fold) {
+      current = adopt(foldBatchNorm(current, {}, { runtime, weights }));
     }
     const kept = new Map<string, tf.Tensor>();
     for (const t of [...current.params, ...current.state]) {
@@ -203,8 +222,8 @@ export function exportSubNetwork(graph: Graph, options: SubNetwork, context: Pas
   }
 }
 
-/** The pass `sorted-net.export` ({@link exportSubNetwork}); its options are the {@link SubNetwork}. */
-export const exportPass = definePass<SubNetwork>({
+/** The pass `sorted-net.export` ({@link exportSubNetwork}). */
+export const exportPass = definePass<ExportOptions>({
   name: 'sorted-net.export',
   description:
     'Exports one sub-network of a nested graph as a standalone, physically smaller graph of plain ops.',

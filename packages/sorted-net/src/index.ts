@@ -6,6 +6,7 @@
  */
 export type { DepthStage, ElasticLayer, Nesting, WidthKnob } from './describe-nesting.js';
 export { checkSubNetwork, describeNesting } from './describe-nesting.js';
+export type { ExportOptions } from './export-sub-network.js';
 export { exportPass, exportSubNetwork } from './export-sub-network.js';
 export type { ImportanceCriterion } from './importance.js';
 export { channelImportance, importanceOrders } from './importance.js';

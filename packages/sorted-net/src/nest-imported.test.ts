@@ -87,7 +87,7 @@ describeEachBackend('sorted-net on imported and attention models', () => {
     const model = await imported();
     const nested = await nestModel(model, { multiple: 1 });
     // The full sub-network as a plain graph has the nested model's channel order.
-    const full = runPass(runtime, 'sorted-net.export', nested, {});
+    const full = runPass(runtime, 'sorted-net.export', nested, { foldBatchNorm: false });
     const changeable = channelGroups(runtime, full.graph)
       .groups.filter((g) => g.fixed.length === 0)
       .map((g) => g.id);

@@ -1,4 +1,5 @@
 import { extractPass } from '../extract-sub-network.js';
+import { foldBatchNormPass } from '../fold-batch-norm.js';
 import { maskChannelsPass } from '../mask-channels.js';
 import { definePlugin } from '../plugin.js';
 import { removeChannelsPass } from '../remove-channels.js';
@@ -13,7 +14,7 @@ import { spatialOps } from './spatial/index.js';
 /** Every op of the `core` domain. */
 export const coreOps = [...basicOps, ...spatialOps, ...sequenceOps, ...sparseOps];
 
-/** The passes of the `core` domain: channel groups, sub-networks, state variants. */
+/** The passes of the `core` domain: channel groups, sub-networks, state variants, batch-norm folding. */
 export const corePasses = [
   removeChannelsPass,
   maskChannelsPass,
@@ -21,6 +22,7 @@ export const corePasses = [
   splitLayerPass,
   extractPass,
   addStateVariantsPass,
+  foldBatchNormPass,
 ];
 
 /** The core plugin: the standard op set and the weight-aware passes. Every runtime includes it. */
