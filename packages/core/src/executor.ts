@@ -304,6 +304,8 @@ function newFrame(
     losses: [],
     stateUpdates: new Map(),
     decisions: new Map(),
+    // Only inference keeps derived tensors: in training the weights change every step.
+    ...(mode === 'infer' ? { derived: model.derived } : {}),
   };
 }
 

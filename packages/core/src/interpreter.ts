@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { type CompiledGraph, type CompiledNode, findSubGraph } from './compile.js';
+import type { DerivedTensors } from './derived-tensors.js';
 import { DynnError } from './errors.js';
 import { type Attrs, BATCH, type GraphNode, type ValueInfo } from './ir.js';
 import type { FlopsContext, OpResult, RunOptions, SessionValue } from './op.js';
@@ -99,6 +100,8 @@ export interface Frame {
   decisions: Decisions;
   /** The session the run belongs to, if any. */
   session?: SessionFrame;
+  /** Where ops keep tensors derived from the model's (inference runs only). */
+  derived?: DerivedTensors;
 }
 
 /** A session as a run sees it: what earlier runs stored, and what this one writes. */
@@ -560,6 +563,7 @@ export function* runScope(
         ...(frame.session === undefined || c.def.sessionState === undefined
           ? {}
           : { session: sessionView(frame.session, c) }),
+        ...(frame.derived === undefined ? {} : { derived: frame.derived }),
         runGraph: (attr, subInputs, options) => {
           const sub = findSubGraph(c, attr, options?.index);
           if (sub === undefined) {
@@ -687,6 +691,8 @@ export function* runScope(
         const gone = new Set(retired);
         active = active.filter((row) => !gone.has(row));
       }
+      // What the forward derived for this call alone (a taped or untaped training step) goes now.
+      tf.dispose(effects.transient);
       frame.losses.push(...effects.losses);
       for (const [local, value] of effects.stateUpdates) {
         const variable = state[local] as tf.Variable;
@@ -741,6 +747,7 @@ function sessionView(session: SessionFrame, c: CompiledNode) {
 /** Frees what a node handed over (losses, state updates, session writes) when it is not used. */
 function disposeEffects(effects: OpSideEffects): void {
   tf.dispose([
+    ...effects.transient,
     ...effects.losses.map((l) => l.value),
     ...effects.stateUpdates.values(),
     ...sessionTensors(effects.sessionWrites.values()),

@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { assertBackend } from './backend.js';
 import { type CompiledGraph, type CompiledNode, declaredTensors } from './compile.js';
+import { DerivedTensors } from './derived-tensors.js';
 import { DynnError } from './errors.js';
 import { type ComputeReport, execute, type RunRequest, type RunResult } from './executor.js';
 import { initTensor } from './initializers.js';
@@ -55,6 +56,12 @@ export class Model {
   readonly values: ReadonlyMap<string, ValueInfo>;
   /** @internal The graph compiled against the runtime: what the interpreter runs. */
   readonly compiled: CompiledGraph;
+  /**
+   * @internal Tensors ops derived from the model's own in inference runs (narrowed weights),
+   * kept until a source changes; at most 8 per parameter and state tensor. See
+   * {@link Model.clearDerived}.
+   */
+  readonly derived: DerivedTensors;
   private disposed = false;
 
   /** @internal Use {@link createModel}. */
@@ -71,6 +78,7 @@ export class Model {
     this.values = compiled.values;
     this.params = params;
     this.state = state;
+    this.derived = new DerivedTensors(8 * Math.max(1, params.size + state.size));
   }
 
   /**
@@ -141,10 +149,20 @@ export class Model {
     return new Session(this);
   }
 
-  /** Frees every parameter and state tensor. The model cannot run afterwards. */
+  /**
+   * Frees the tensors ops derived from the model's weights in inference runs and kept for the
+   * next run (a nested model's weights narrowed to each sub-network it ran); later runs make them
+   * again. `dispose` frees them too.
+   */
+  clearDerived(): void {
+    this.derived.dispose();
+  }
+
+  /** Frees every parameter and state tensor (and what ops derived from them). The model cannot run afterwards. */
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
+    this.derived.dispose();
     for (const v of this.params.values()) v.dispose();
     for (const v of this.state.values()) v.dispose();
   }

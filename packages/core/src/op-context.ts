@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
+import type { DerivedTensors } from './derived-tensors.js';
 import type { Attrs, GraphNode } from './ir.js';
 import type {
   ComputeRecord,
@@ -34,6 +35,8 @@ export interface OpSideEffects {
   compute: Required<ComputeRecord>;
   /** Session values written with `session.write`, by local name (owned until applied or disposed). */
   sessionWrites: Map<string, SessionValue>;
+  /** Tensors `derive` made for this call alone (no cache): freed once the forward returned. */
+  transient: tf.Tensor[];
 }
 
 /** Everything needed to build the context an op's forward sees. */
@@ -68,6 +71,8 @@ export interface OpContextInit<A extends Attrs> {
     /** What the op declares it keeps. */
     specs: readonly SessionStateSpec[];
   };
+  /** The model's cache of derived tensors (inference runs); absent: each `derive` makes its tensor for the call. */
+  derived?: DerivedTensors;
   /** Runs one of the node's sub-graphs (the interpreter provides it; absent: the op has none to run). */
   runGraph?: (attr: string, inputs: readonly tf.Tensor[], options?: RunGraphOptions) => tf.Tensor[];
 }
@@ -90,6 +95,7 @@ export function createOpContext<A extends Attrs>(
     records: {},
     compute: { flops: 0, bytes: 0 },
     sessionWrites: new Map(),
+    transient: [],
   };
   const session = init.session;
   let rng: Rng | undefined;
@@ -122,6 +128,12 @@ export function createOpContext<A extends Attrs>(
     addCompute({ flops = 0, bytes = 0 }) {
       effects.compute.flops += flops;
       effects.compute.bytes += bytes;
+    },
+    derive(key, sources, make) {
+      if (init.derived !== undefined) return init.derived.get(key, sources, make);
+      const made = make();
+      effects.transient.push(made);
+      return made;
     },
     decision: init.decision,
     session:

@@ -199,6 +199,14 @@ export interface OpContext<A extends Attrs = Attrs> {
    */
   addCompute(compute: ComputeRecord): void;
   /**
+   * A tensor derived from the model's own (`sources`: a layer's weights narrowed to the channels a
+   * sub-network keeps), made by `make` and named `key` (unique per derivation, e.g. the source's
+   * id and what was done to it). In inference the model keeps it until a source is assigned a new
+   * value, so a derivation runs once per change, not once per call; in training it is made for
+   * this call. The context owns it: never dispose it, nor return it as an output.
+   */
+  derive(key: string, sources: readonly tf.Tensor[], make: () => tf.Tensor): tf.Tensor;
+  /**
    * What the op's `decide` returned for this call, or undefined (no `decide`, or none this run).
    * In training it comes from the decide step, made before the taped step: plain data only.
    */

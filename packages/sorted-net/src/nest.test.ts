@@ -11,10 +11,10 @@ const totalFlops = (report: ComputeReport | undefined) => report!.flops;
 
 describeEachBackend('sorted-net.nest', () => {
   it('nests a residual CNN: the full sub-network equals the original, narrower and shallower ones compute less', async () => {
+    const start = tf.memory().numTensors;
     const plain = createModel(runtime, residualCnn(), { seed: 1 });
     const x = seededNormal([3, 8, 8, 1], { seed: 2 });
     const nested = await nestModel(plain, { multiple: 2, kernelSizes: [1, 3] });
-    const before = tf.memory().numTensors;
     const { outputs: original } = await plain.run({ image: x });
     const { outputs: full, report: fullReport } = await nested.run({ image: x }, { report: true });
     await expectClose(full.logits!, original.logits!);
@@ -33,10 +33,18 @@ describeEachBackend('sorted-net.nest', () => {
     expect(totalFlops(shallow)).toBeLessThan(0.4 * totalFlops(fullReport));
     expect(totalFlops(small)).toBeLessThan(totalFlops(half));
     tf.dispose([...Object.values(original), ...Object.values(full)]);
-    expect(tf.memory().numTensors).toBe(before);
+    // The model keeps the weights it narrowed, once per sub-network: a second run adds nothing.
+    const kept = tf.memory().numTensors;
+    expect(nested.derived.size).toBeGreaterThan(0);
+    await flopsOf({ width: 0.5 });
+    expect(tf.memory().numTensors).toBe(kept);
+    const derived = nested.derived.size;
+    nested.clearDerived();
+    expect(tf.memory().numTensors).toBe(kept - derived);
     plain.dispose();
     nested.dispose();
     x.dispose();
+    expect(tf.memory().numTensors).toBe(start);
   });
 
   it('exports a sub-network as a plain, smaller graph computing what the nested model computes', async () => {
@@ -50,6 +58,8 @@ describeEachBackend('sorted-net.nest', () => {
     const fullParams = [...nested.params.values()].reduce((a, p) => a + p.size, 0);
     const smallParams = [...small.params.values()].reduce((a, p) => a + p.size, 0);
     expect(smallParams).toBeLessThan(fullParams / 3);
+    // A first run keeps the narrowed weights in the model; later runs leak nothing.
+    tf.dispose(Object.values((await nested.run({ image: x }, { options: subNetworkOptions(sub) })).outputs));
     await expectNoLeaks(async () => {
       const { outputs: a } = await nested.run({ image: x }, { options: subNetworkOptions(sub) });
       const { outputs: b } = await small.run({ image: x });

@@ -350,30 +350,43 @@ export function nestedOp(ops: readonly AnyOp[]): OpDef<NestedAttrs> {
         inputs.map((t) => t.shape),
         kernel,
       );
-      const made: tf.Tensor[] = [];
+      // Each tensor's cuts along its nested axes (and the kernel's crop), derived once per change
+      // of the weights in inference rather than on every call.
       const narrow = (kind: 'param' | 'state', tensors: Readonly<Record<string, tf.Tensor>>) => {
-        const out: Record<string, tf.Tensor> = { ...tensors };
+        const steps = new Map<string, { axis: number; positions: number[] }[]>();
         for (const axis of decl.channels.axes) {
           if (axis.tensor.kind !== kind) continue;
           const n = active.get(axis.space);
           const name = axis.tensor.name;
-          const t = out[name];
+          const t = tensors[name];
           if (n === undefined || t === undefined) continue;
           const a = axis.axis < 0 ? axis.axis + t.rank : axis.axis;
-          const positions = keptPositions(attrs.spaces[axis.space]!, axis, tensors[name]!.shape[a]!, n);
-          if (positions.length === t.shape[a]) continue;
-          out[name] = take(t, a, positions);
-          made.push(out[name]!);
+          const positions = keptPositions(attrs.spaces[axis.space]!, axis, t.shape[a]!, n);
+          if (positions.length < t.shape[a]!)
+            steps.set(name, [...(steps.get(name) ?? []), { axis: a, positions }]);
         }
-        if (kind === 'param' && kernel !== undefined && attrs.kernel !== null) {
-          const t = out[attrs.kernel.param]!;
-          const start = (t.shape[0]! - kernel) / 2;
-          out[attrs.kernel.param] = tf.slice(
-            t,
-            [start, start, ...t.shape.slice(2).map(() => 0)],
-            [kernel, kernel, ...t.shape.slice(2)],
+        const cropped =
+          kind === 'param' && kernel !== undefined && attrs.kernel !== null ? attrs.kernel.param : undefined;
+        if (cropped !== undefined && !steps.has(cropped)) steps.set(cropped, []);
+        const out: Record<string, tf.Tensor> = { ...tensors };
+        for (const [name, cuts] of steps) {
+          const source = tensors[name]!;
+          const crop = name === cropped ? kernel : undefined;
+          const key = `${source.id}|${cuts.map((c) => `${c.axis}:${c.positions.join(',')}`).join('|')}|${crop ?? ''}`;
+          out[name] = ctx.derive(key, [source], () =>
+            tf.tidy(() => {
+              let t = cuts.reduce((x, c) => take(x, c.axis, c.positions), source);
+              if (crop !== undefined) {
+                const start = (t.shape[0]! - crop) / 2;
+                t = tf.slice(
+                  t,
+                  [start, start, ...t.shape.slice(2).map(() => 0)],
+                  [crop, crop, ...t.shape.slice(2)],
+                );
+              }
+              return t;
+            }),
           );
-          made.push(out[attrs.kernel.param]!);
         }
         return out;
       };
@@ -422,11 +435,7 @@ export function nestedOp(ops: readonly AnyOp[]): OpDef<NestedAttrs> {
           ctx.updateState(name, merged);
         },
       });
-      try {
-        return inner.def.forward(view, inputs);
-      } finally {
-        tf.dispose(made);
-      }
+      return inner.def.forward(view, inputs);
     },
     flops(attrs, inputs, outputs, ctx) {
       const inner = innerOf(attrs);

@@ -148,6 +148,8 @@ export async function runOp(
     }
     const result = def.forward(context, c.inputs);
     const outputs = Array.isArray(result) ? result : result.outputs;
+    // What the op derived for the call (narrowed weights) is freed as the interpreter frees it.
+    tf.dispose(effects.transient.splice(0));
     checkInferredShapes(def, attrs, c, outputs);
     return { outputs, effects };
   } finally {
