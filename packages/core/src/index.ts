@@ -31,6 +31,7 @@ export type {
 export { channelGroups } from './channel-groups.js';
 export type { CompiledGraph, CompiledNode, CompiledSubGraph, NodeTensor } from './compile.js';
 export { compileGraph, inferNodeOutputs, inferShapes, nodeTensorSpecs } from './compile.js';
+export { DerivedTensors } from './derived-tensors.js';
 export type { CapacityPolicy, CapacityResult, Grouping } from './dispatch.js';
 export { applyCapacity, capacityFor, groupByIds } from './dispatch.js';
 export type { DynnErrorCode, DynnErrorContext } from './errors.js';
