@@ -12,7 +12,11 @@ describeEachBackend('DerivedTensors', () => {
     initial.dispose();
     const cache = new DerivedTensors(2);
     let made = 0;
-    const half = () => cache.get('half', [w], () => (made++, tf.slice(w, 0, 2)));
+    const half = () =>
+      cache.get('half', [w], () => {
+        made++;
+        return tf.slice(w, 0, 2);
+      });
     const first = half();
     expect(half()).toBe(first);
     expect(made).toBe(1);

@@ -131,6 +131,7 @@ export type { SplitLayerOptions } from './split-layer.js';
 export { splitLayer, splitLayerPass } from './split-layer.js';
 export type { AddStateVariantsOptions, CoreRunOptions } from './state-variants.js';
 export { addStateVariantsPass, STATE_VARIANTS_ATTR, selectedStateVariant } from './state-variants.js';
+export { stopGradient } from './stop-gradient.js';
 export type { TensorOwner } from './tensor-owners.js';
 export { requiredTensors, tensorOwners } from './tensor-owners.js';
 

@@ -73,7 +73,7 @@ export type Objective =
   | ((
       outputs: Record<string, tf.Tensor>,
       targets: Record<string, tf.Tensor>,
-      step: ObjectiveContext,
+      step?: ObjectiveContext,
     ) => tf.Scalar);
 
 /** What a function objective knows of the step it is part of. */
@@ -82,7 +82,7 @@ export interface ObjectiveContext {
   window: number;
   /**
    * The outputs of the step's earlier windows, on the same tape: e.g. the largest sub-network's
-   * predictions that the smaller ones distil from (wrap them in `tf.stopGradient` to use them as
+   * predictions that the smaller ones distil from (wrap them in `stopGradient` to use them as
    * fixed targets).
    */
   earlier: readonly Record<string, tf.Tensor>[];

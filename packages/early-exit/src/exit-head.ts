@@ -10,6 +10,7 @@ import {
   type ParamSpec,
   paramTensor,
   resolveAttrs,
+  stopGradient,
   type ValueInfo,
 } from '@dynn/core';
 import * as tf from '@tensorflow/tfjs-core';
@@ -266,18 +267,6 @@ export function headSpaces(attrs: HeadAttrs): Record<string, number> {
   if (attrs.head === 'conv') return { convFilters: attrs.convFilters };
   return {};
 }
-
-/**
- * An identity whose gradient is zero: the value flows on, the gradient stops (tfjs 4.22 has no
- * `stopGradient`).
- */
-export const stopGradient: (x: tf.Tensor) => tf.Tensor = tf.customGrad(
-  // biome-ignore lint/suspicious/noExplicitAny: tf.customGrad's callback signature is untyped.
-  (x: any) => ({
-    value: tf.reshape(x as tf.Tensor, (x as tf.Tensor).shape),
-    gradFunc: (dy: tf.Tensor) => tf.zerosLike(dy),
-  }),
-) as unknown as (x: tf.Tensor) => tf.Tensor;
 
 /** An image `[rows, h, w, c]` as one vector per row: its spatial mean, or every position flattened. */
 function poolImage(h: tf.Tensor, pool: ExitPooling): tf.Tensor {

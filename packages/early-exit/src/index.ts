@@ -4,6 +4,9 @@
  * `early-exit.last-position` (the serving form of sequence models trained on every position),
  * multi-exit training objectives and budget calibration. See the package README.
  */
+
+/** Re-exported from `@dynn/core`, where it now lives. */
+export { stopGradient } from '@dynn/core';
 export type { AddExitsOptions } from './add-exits.js';
 export { addExits, lastPositionModel, staticModel } from './add-exits.js';
 export type { ExitSweep, OperatingConstraint, ParetoPoint, SweepOptions } from './calibration.js';
@@ -11,7 +14,7 @@ export { paretoFront, pickOperatingPoint, runOptionsFor, sweepExits } from './ca
 export type { ExitAttrs, ExitOutputActivation } from './exit.js';
 export { EARLY_EXIT_PLUGIN, EXIT_OP, EXIT_OUTPUT, exitDecision, exitOp } from './exit.js';
 export type { ExitHeadKind, ExitPooling, ExitPositions } from './exit-head.js';
-export { EXIT_HEADS, EXIT_POOLINGS, stopGradient } from './exit-head.js';
+export { EXIT_HEADS, EXIT_POOLINGS } from './exit-head.js';
 export type { ExitInfo } from './exits.js';
 export { describeExits, exitOutputsOf, exitParamFilter, removeExits, removeExitsPass } from './exits.js';
 export type { InsertExitsOptions } from './insert-exits.js';

@@ -1,6 +1,5 @@
-import { DynnError, type Graph, type Objective } from '@dynn/core';
+import { DynnError, type Graph, type Objective, stopGradient } from '@dynn/core';
 import * as tf from '@tensorflow/tfjs-core';
-import { stopGradient } from './exit-head.js';
 import { exitOutputsOf } from './exits.js';
 
 /** Self-distillation from the final exit (BYOT / Hinton): soft targets at a temperature. */

@@ -4,6 +4,8 @@
  * The ops `sorted-net.Nested` and `sorted-net.Residual`, the passes `sorted-net.nest` and
  * `sorted-net.export`, sorted training and batch-norm recalibration. See the package README.
  */
+export type { CalibrateOptions } from './calibrate.js';
+export { calibrateBatchNorm } from './calibrate.js';
 export type { DepthStage, ElasticLayer, Nesting, WidthKnob } from './describe-nesting.js';
 export { checkSubNetwork, describeNesting } from './describe-nesting.js';
 export type { ExportOptions } from './export-sub-network.js';
@@ -34,3 +36,11 @@ export type { ResidualAttrs } from './residual-op.js';
 export { RESIDUAL_OP, residualOp } from './residual-op.js';
 export type { ParetoOptions, SearchBudget, SearchOptions, SearchPoint, SearchResult } from './search.js';
 export { paretoFront, searchSubNetwork } from './search.js';
+export type {
+  FitSortedOptions,
+  SamplingStrategy,
+  SortedObjectiveOptions,
+  SortedTrainingOptions,
+  SubNetworkSpace,
+} from './training.js';
+export { fitSorted, sortedObjective, sortedWindows } from './training.js';

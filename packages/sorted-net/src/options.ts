@@ -135,7 +135,8 @@ export function subNetworkKey(sub: SubNetwork): string {
     return `${prefix}${entries.map(([k, v]) => `${k.replace(/[^A-Za-z0-9_.-]/g, '_')}_${v}`).join('_')}`;
   };
   const parts: string[] = [];
-  if (sub.width !== undefined) parts.push(part('w', sub.width));
+  // Width 1 is every channel, as no width is: one key for both.
+  if (sub.width !== undefined && sub.width !== 1) parts.push(part('w', sub.width));
   if (sub.depth !== undefined) parts.push(part('d', sub.depth));
   if (sub.kernel !== undefined) parts.push(part('k', sub.kernel));
   return parts.length === 0 ? 'full' : parts.join('-');
