@@ -4,6 +4,20 @@
  * The ops `sorted-net.Nested` and `sorted-net.Residual`, the passes `sorted-net.nest` and
  * `sorted-net.export`, sorted training and batch-norm recalibration. See the package README.
  */
+export type {
+  PgdOptions,
+  RobustDistillationOptions,
+  Robustness,
+  RobustnessOptions,
+  RobustWindows,
+  RobustWindowsOptions,
+} from './adversarial.js';
+export {
+  evaluateRobustness,
+  pgdAttack,
+  robustDistillationObjective,
+  robustDistillationWindows,
+} from './adversarial.js';
 export type { CalibrateOptions } from './calibrate.js';
 export { calibrateBatchNorm } from './calibrate.js';
 export type { DepthStage, ElasticLayer, Nesting, WidthKnob } from './describe-nesting.js';

@@ -230,7 +230,7 @@ export function charTransformerWithExits(runtime: Runtime, config: CharTransform
 }
 
 /** Windows of `context` ids ending just before each of `targets`, with those next characters. */
-function windowsAt(
+export function windowsAt(
   ids: ArrayLike<number>,
   targets: readonly number[],
   context: number,
@@ -248,7 +248,7 @@ function windowsAt(
  * Training windows starting at `starts`: ids `[batch, context]` and, per position, the next
  * character `[batch, context]` (teacher forcing: every position is supervised).
  */
-function trainingWindows(
+export function trainingWindows(
   ids: ArrayLike<number>,
   starts: readonly number[],
   context: number,
@@ -266,14 +266,17 @@ function trainingWindows(
 }
 
 /** `count` evenly spaced targets in [from + context, to), each with a full window before it. */
-function spacedTargets(from: number, to: number, count: number, context: number): number[] {
+export function spacedTargets(from: number, to: number, count: number, context: number): number[] {
   const first = from + context;
   const stride = (to - first) / count;
   return Array.from({ length: count }, (_, i) => first + Math.floor(i * stride));
 }
 
 /** Mean -log2 p(label) of a batch of logits [rows, vocab], summed (bits). */
-async function bitsOf(logits: tf.Tensor, labels: tf.Tensor): Promise<{ bits: number; correct: number }> {
+export async function bitsOf(
+  logits: tf.Tensor,
+  labels: tf.Tensor,
+): Promise<{ bits: number; correct: number }> {
   const [logProbs, predicted] = tf.tidy(() => [
     tf.sum(tf.mul(tf.logSoftmax(logits), tf.oneHot(labels as tf.Tensor1D, logits.shape[1]!)), -1),
     tf.argMax(logits, -1),
@@ -356,7 +359,12 @@ async function perLayer(
 }
 
 /** Bits per character of `labels` under the add-one-smoothed character frequencies of `text`. */
-function unigramBits(text: ArrayLike<number>, end: number, vocab: number, labels: ArrayLike<number>): number {
+export function unigramBits(
+  text: ArrayLike<number>,
+  end: number,
+  vocab: number,
+  labels: ArrayLike<number>,
+): number {
   const counts = new Float64Array(vocab).fill(1);
   for (let i = 0; i < end; i++) counts[text[i]!]! += 1;
   const total = end + vocab;
