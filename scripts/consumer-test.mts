@@ -82,12 +82,39 @@ const CLI_COMMANDS: CliCase[] = [
     json: true,
     files: ['{out}/bench-text/result.json'],
   },
+  {
+    name: 'dynn sorted-net export',
+    args: [
+      'sorted-net',
+      'export',
+      '{fixtures}/nested-model/model.json',
+      '{out}/exported',
+      '--width',
+      '0.5',
+      '--depth',
+      '0',
+    ],
+    expect: /ops: core only/,
+    files: ['{out}/exported/model.json'],
+  },
+  {
+    name: 'dynn bench sorted-net --quick --json',
+    args: ['bench', 'sorted-net', '--quick', '--json', '--no-progress', '--out', '{out}/bench-sorted-net'],
+    json: true,
+    files: ['{out}/bench-sorted-net/pareto.svg'],
+  },
   { name: 'dynn demo --quick', args: ['demo', '--quick', '--no-progress', '--out', '{out}/demo'] },
   {
     name: 'dynn demo early-exit --quick',
     args: ['demo', 'early-exit', '--quick', '--no-progress', '--out', '{out}/demo-early-exit'],
     expect: /early exit: /,
     files: ['{out}/demo-early-exit/pareto.svg'],
+  },
+  {
+    name: 'dynn demo sorted-net --quick',
+    args: ['demo', 'sorted-net', '--quick', '--no-progress', '--out', '{out}/demo-sorted-net'],
+    expect: /exported .* as a plain model/,
+    files: ['{out}/demo-sorted-net/accuracy-vs-flops.svg'],
   },
 ];
 
@@ -480,7 +507,7 @@ async function main(): Promise<void> {
     for (const file of readdirSync(APP_FILES)) await cp(join(APP_FILES, file), join(app, file));
 
     await step(
-      'ESM app (import every package, train, save/load, import tfjs-layers, early exits)',
+      'ESM app (import every package, train, save/load, import tfjs-layers, early exits, nested networks)',
       async () => {
         const ran = await run('node', ['esm.mjs'], { cwd: app, echo: true, timeoutS: 300 });
         if (ran.code !== 0) throw failure('node esm.mjs', ran);

@@ -12,6 +12,7 @@ async function main() {
     '@dynn/core': core,
     '@dynn/datasets': require('@dynn/datasets'),
     '@dynn/early-exit': require('@dynn/early-exit'),
+    '@dynn/sorted-net': require('@dynn/sorted-net'),
     // ESM only, as vitest is: CommonJS code loads it with import().
     '@dynn/testing': await import('@dynn/testing'),
   };
@@ -26,6 +27,7 @@ async function main() {
       core,
       datasets: packages['@dynn/datasets'],
       earlyExit: packages['@dynn/early-exit'],
+      sortedNet: packages['@dynn/sorted-net'],
       testing: packages['@dynn/testing'],
       tf: require('@tensorflow/tfjs-core'),
       tfl: require('@tensorflow/tfjs-layers'),

@@ -2,6 +2,7 @@
 import { createRuntime, type Graph, GraphBuilder, isDynnError, runPass } from '@dynn/core';
 import { loadDigits } from '@dynn/datasets';
 import { earlyExit, type InsertExitsOptions } from '@dynn/early-exit';
+import { nestModel, residualCnnGraph, type SubNetwork, sortedNet, subNetworkOptions } from '@dynn/sorted-net';
 
 export function graphWithExit(): Graph {
   const runtime = createRuntime({ plugins: [earlyExit()] });
@@ -24,3 +25,12 @@ export function graphWithExit(): Graph {
 }
 
 export const loaders = { loadDigits, isDynnError };
+
+export const nesting = { nestModel, subNetworkOptions };
+
+/** A nestable residual CNN for 8x8 images, and the run options of its half-width sub-network. */
+export function nestable(): { graph: Graph; half: ReturnType<typeof subNetworkOptions> } {
+  const runtime = createRuntime({ plugins: [sortedNet()] });
+  const half: SubNetwork = { width: 0.5 };
+  return { graph: residualCnnGraph(runtime, { size: 8 }), half: subNetworkOptions(half) };
+}

@@ -10,11 +10,26 @@ import {
   type Model,
   type RunResult,
   runPass,
+  Trainer,
   useBackend,
   type WeightedGraph,
 } from '@dynn/core';
 import { type Digits, loadDigits } from '@dynn/datasets';
 import { earlyExit, exitRunOptions, type InsertExitsOptions } from '@dynn/early-exit';
+import {
+  calibrateBatchNorm,
+  describeNesting,
+  type ExportOptions,
+  fitSorted,
+  type Nesting,
+  nestModel,
+  residualCnnGraph,
+  type SubNetwork,
+  sortedNet,
+  sortedObjective,
+  sortedWindows,
+  subNetworkOptions,
+} from '@dynn/sorted-net';
 import { type SeededOptions, seededNormal } from '@dynn/testing';
 import type * as tf from '@tensorflow/tfjs-core';
 
@@ -45,4 +60,26 @@ export async function main(): Promise<number> {
     if (isDynnError(error, 'INVALID_INPUT')) return error.code.length + digits.count;
   }
   return logits?.shape[0] ?? 0;
+}
+
+/** A nested CNN trained for two widths, one sub-network run and exported to a plain model. */
+export async function nested(images: tf.Tensor4D, labels: tf.Tensor1D): Promise<Model> {
+  const runtime = createRuntime({ plugins: [sortedNet()] });
+  const model = createModel(runtime, residualCnnGraph(runtime, { size: 8, widths: [8, 16], blocks: 1 }));
+  const nestedModel: Model = await nestModel(model, { multiple: 2, sort: 'none' });
+  const nesting: Nesting = describeNesting(nestedModel.graph);
+  const windows = sortedWindows({ widths: [0.5, 1], depths: [0, nesting.stages.length] });
+  const trainer = new Trainer(nestedModel, { loss: sortedObjective({ temperature: 2 }) });
+  await trainer.stepWindows(windows({ x: images, y: labels }, 0));
+  trainer.dispose();
+  await fitSorted(nestedModel, { x: images, y: labels }, { epochs: 1, sorted: { widths: [0.5, 1] } });
+  const sub: SubNetwork = { width: 0.5, depth: 0 };
+  const calibrated: Model = await calibrateBatchNorm(nestedModel, [sub], { x: images });
+  const result: RunResult = await calibrated.run(images, { options: subNetworkOptions(sub), report: true });
+  const flops: number = result.report?.flops ?? 0;
+  const options: ExportOptions = { ...sub, foldBatchNorm: flops > 0 };
+  const exported: WeightedGraph = runPass<ExportOptions>(runtime, 'sorted-net.export', calibrated, options);
+  for (const m of [model, nestedModel, calibrated]) m.dispose();
+  // A runtime without the sorted-net plugin loads the export: it holds core ops only.
+  return createModel(createRuntime(), exported.graph, { weights: exported.weights });
 }

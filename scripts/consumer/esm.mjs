@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import * as core from '@dynn/core';
 import * as datasets from '@dynn/datasets';
 import * as earlyExit from '@dynn/early-exit';
+import * as sortedNet from '@dynn/sorted-net';
 import * as testing from '@dynn/testing';
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
@@ -18,6 +19,7 @@ const packages = {
   '@dynn/core': core,
   '@dynn/datasets': datasets,
   '@dynn/early-exit': earlyExit,
+  '@dynn/sorted-net': sortedNet,
   '@dynn/testing': testing,
 };
 // Packages that may not exist yet in the repository: imported when installed.
@@ -30,7 +32,7 @@ for (const name of ['@dynn/data-fashion-mnist', '@dynn/cli']) {
 assert.match(fileURLToPath(import.meta.resolve('@dynn/core')), /index\.js$/);
 
 await work(
-  { packages, core, datasets, earlyExit, testing, tf, tfl, otherCore: require('@dynn/core') },
+  { packages, core, datasets, earlyExit, sortedNet, testing, tf, tfl, otherCore: require('@dynn/core') },
   'esm',
   fileURLToPath(new URL('./fixtures', import.meta.url)),
 );

@@ -44,7 +44,7 @@ function layersFileWriter(tf, dir) {
 
 /**
  * @param m the loaded modules: `packages` (every @dynn package by name), `core`, `earlyExit`,
- *   `datasets`, `testing`, `tf` (tfjs-core), `tfl` (tfjs-layers)
+ *   `sortedNet`, `datasets`, `testing`, `tf` (tfjs-core), `tfl` (tfjs-layers)
  * @param label `esm` or `cjs`, printed before each step
  * @param outDir where the model files (the CLI's fixtures) go
  */
@@ -147,6 +147,60 @@ async function work(m, label, outDir) {
     `early exit after hidden1: ${served.filter((by) => by !== 'logits').length} of ${served.length} rows left early, ` +
       `${((1 - dynamic.report.flops / full.report.flops) * 100).toFixed(0)}% of the FLOPs saved`,
   );
+
+  // Nested networks: nest a small residual CNN on the digits, train it with sorted training,
+  // recalibrate batch norm, run a narrower and shallower sub-network, export it and load it with a
+  // runtime that has no sorted-net plugin.
+  const sn = m.sortedNet;
+  const image = (features) => tf.reshape(features, [-1, 8, 8, 1]);
+  const trainImages = image(train.features);
+  const testImages = image(test.features);
+  const nestRuntime = core.createRuntime({ plugins: [sn.sortedNet()] });
+  const cnn = core.createModel(
+    nestRuntime,
+    sn.residualCnnGraph(nestRuntime, { size: 8, widths: [8, 16], blocks: 1 }),
+    { seed: 1 },
+  );
+  const nested = await sn.nestModel(cnn, { multiple: 2, sort: 'none' });
+  const nesting = sn.describeNesting(nested.graph);
+  assert.ok(nesting.knobs.length > 0 && nesting.stages.length === 2, 'nothing nested');
+  const nestedOptimizer = tf.train.adam(1e-2);
+  await core.fit(
+    nested,
+    { x: trainImages, y: train.labels },
+    {
+      epochs: 1,
+      batchSize: 64,
+      optimizer: nestedOptimizer,
+      windows: sn.sortedWindows({ widths: [0.5, 1], depths: [0, 1], perStep: 2 }),
+      loss: sn.sortedObjective(),
+    },
+  );
+  nestedOptimizer.dispose();
+  const sub = { width: 0.5, depth: 0 };
+  const calibrated = await sn.calibrateBatchNorm(nested, [sub, {}], { x: trainImages });
+  const fullRun = await calibrated.run(testImages);
+  const subRun = await calibrated.run(testImages, { options: sn.subNetworkOptions(sub) });
+  assert.ok(subRun.report.flops < 0.5 * fullRun.report.flops, 'the sub-network computed no less');
+  const exported = core.runPass(nestRuntime, 'sorted-net.export', calibrated, sub);
+  const plain = core.createModel(core.createRuntime(), exported.graph, { weights: exported.weights });
+  assert.ok(
+    plain.graph.nodes.every((n) => n.op.startsWith('core.')),
+    'the export holds ops other than core ones',
+  );
+  const plainRun = await plain.run(testImages);
+  const exportDiff = await maxAbsDiff(plainRun.outputs.logits, subRun.outputs.logits);
+  assert.ok(exportDiff < 1e-4, `the exported sub-network differs from the nested run by ${exportDiff}`);
+  // The CLI's fixture: a saved nested model for `dynn sorted-net export`.
+  await core.saveModel(calibrated, join(outDir, 'nested-model'));
+  step(
+    `sorted-net: ${nesting.knobs.length} width knobs; ${sn.subNetworkKey(sub)} runs ` +
+      `${((subRun.report.flops / fullRun.report.flops) * 100).toFixed(0)}% of the full network's FLOPs; ` +
+      `exported (${plain.paramCount} of ${calibrated.paramCount} parameters), max difference ${exportDiff.toExponential(1)}`,
+  );
+  for (const r of [fullRun, subRun, plainRun]) tf.dispose(Object.values(r.outputs));
+  tf.dispose([trainImages, testImages]);
+  for (const model of [cnn, nested, calibrated, plain]) model.dispose();
 
   // @dynn/testing helpers outside vitest (the package is ESM only, as vitest is).
   const seeded = testing.seededNormal([2, 3], { seed: 1 });

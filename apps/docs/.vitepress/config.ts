@@ -17,6 +17,7 @@ const packageSource = (name: string) => here(`../../../packages/${name}/src/inde
 const dynnSources = {
   '@dynn/core': packageSource('core'),
   '@dynn/early-exit': packageSource('early-exit'),
+  '@dynn/sorted-net': packageSource('sorted-net'),
   '@dynn/datasets': packageSource('datasets'),
   '@dynn/data-fashion-mnist': packageSource('data-fashion-mnist'),
   '@dynn/testing': packageSource('testing'),
@@ -86,6 +87,7 @@ const guide: DefaultTheme.SidebarItem[] = [
       { text: 'Concepts', link: '/concepts' },
       { text: 'Writing a plugin', link: '/plugins' },
       { text: 'Early exits', link: '/early-exit' },
+      { text: 'Nested networks', link: '/sorted-net' },
       { text: 'Backends', link: '/backends' },
       { text: 'Architecture', link: '/architecture' },
       { text: 'Releasing', link: '/releasing' },
@@ -96,6 +98,7 @@ const guide: DefaultTheme.SidebarItem[] = [
     items: [
       { text: '@dynn/core', link: '/packages/core' },
       { text: '@dynn/early-exit', link: '/packages/early-exit' },
+      { text: '@dynn/sorted-net', link: '/packages/sorted-net' },
       { text: '@dynn/datasets', link: '/packages/datasets' },
       { text: '@dynn/data-fashion-mnist', link: '/packages/data-fashion-mnist' },
       { text: '@dynn/testing', link: '/packages/testing' },
@@ -107,6 +110,7 @@ const guide: DefaultTheme.SidebarItem[] = [
     items: [
       { text: 'A dynn model in your browser', link: '/examples/core' },
       { text: 'Early exits in your browser', link: '/examples/early-exit' },
+      { text: 'Nested networks in your browser', link: '/examples/sorted-net' },
     ],
   },
   { text: 'Benchmarks', link: '/benchmarks' },

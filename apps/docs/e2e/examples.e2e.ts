@@ -87,6 +87,60 @@ export const EXAMPLE_PAGES: readonly ExamplePage[] = [
       return problems;
     },
   },
+  {
+    name: 'sorted-net',
+    path: 'examples/sorted-net.html',
+    async check(page) {
+      const problems = [...(await gridProblems(page)), ...(await reportProblems(page, 10))];
+      const rows = await page.locator('[data-testid="sub-network-table"] tbody tr').count();
+      if (rows !== 12)
+        problems.push(`the sub-network table has ${rows} rows, expected 12 (4 widths x 3 depths)`);
+      const current = await page.locator('[data-testid="sub-network-table"] tbody tr.current').count();
+      if (current !== 1)
+        problems.push(`the sub-network table marks ${current} rows as the one run, expected 1`);
+      return problems;
+    },
+    // Picking a narrower, shallower sub-network runs it in place: the same model, fewer FLOPs.
+    async interact(page, timeoutMs) {
+      const result = page.locator('[data-testid="result"]');
+      const before = Number(await result.getAttribute('data-flops'));
+      await page.selectOption('[data-testid="width"]', '0.25');
+      const narrow = await page
+        .waitForSelector('[data-testid="result"][data-width="0.25"], [data-testid="error"]', {
+          timeout: timeoutMs,
+        })
+        .catch(() => undefined);
+      if (narrow === undefined) return [`no result within ${timeoutMs / 1000} s after picking width 0.25`];
+      if ((await narrow.getAttribute('data-testid')) === 'error') {
+        return [`picking width 0.25 shows an error: ${await narrow.textContent()}`];
+      }
+      await page.selectOption('[data-testid="depth"]', '0');
+      const shallow = await page
+        .waitForSelector('[data-testid="result"][data-width="0.25"][data-depth="0"], [data-testid="error"]', {
+          timeout: timeoutMs,
+        })
+        .catch(() => undefined);
+      if (shallow === undefined) return [`no result within ${timeoutMs / 1000} s after picking depth 0`];
+      if ((await shallow.getAttribute('data-testid')) === 'error') {
+        return [`picking depth 0 shows an error: ${await shallow.textContent()}`];
+      }
+      const after = Number(await shallow.getAttribute('data-flops'));
+      const problems: string[] = [];
+      if (!(after > 0 && after < before / 10)) {
+        problems.push(
+          `width 0.25, depth 0 executed ${after} FLOPs per image, not under a tenth of the full ${before}`,
+        );
+      }
+      // Both runs' times are in the table now: the full network's and this one's.
+      const timed = (
+        await page.locator('[data-testid="sub-network-table"] tbody td:nth-child(5)').allTextContents()
+      )
+        .map((t) => t.trim())
+        .filter((t) => t !== '');
+      if (timed.length < 3) problems.push(`the table shows ${timed.length} times measured here, expected 3`);
+      return [...problems, ...(await gridProblems(page))];
+    },
+  },
 ];
 
 /** How one page did on one backend. */

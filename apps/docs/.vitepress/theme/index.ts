@@ -2,6 +2,7 @@ import type { Theme } from 'vitepress';
 import DefaultTheme from 'vitepress/theme';
 import LiveCoreExample from '../../live/LiveCoreExample.vue';
 import LiveEarlyExitExample from '../../live/LiveEarlyExitExample.vue';
+import LiveSortedNetExample from '../../live/LiveSortedNetExample.vue';
 import './custom.css';
 
 // The default theme, plus the live examples as global components so any page of docs/ can use
@@ -11,5 +12,6 @@ export default {
   enhanceApp({ app }) {
     app.component('LiveCoreExample', LiveCoreExample);
     app.component('LiveEarlyExitExample', LiveEarlyExitExample);
+    app.component('LiveSortedNetExample', LiveSortedNetExample);
   },
 } satisfies Theme;
