@@ -1,4 +1,4 @@
-import { type ChannelAxis, type ChannelTensor, channelOfPosition } from './channel-axes.js';
+import { type ChannelAxis, type ChannelTensor, channelOfPosition, type OpChannels } from './channel-axes.js';
 import { type CompiledGraph, type CompiledNode, compileGraph, findSubGraph } from './compile.js';
 import { DynnError } from './errors.js';
 import type { Graph } from './ir.js';
@@ -182,16 +182,23 @@ export function analyzeChannels(runtime: Runtime, graph: Graph): ChannelGraph {
       for (const sub of c.subGraphs) {
         visitScope(sub.compiled, c.path);
       }
-      if (c.def.channels === undefined) {
+      // An op without a declaration, or one that cannot declare these shapes (a channel count
+      // only known per run, as a nested network's), is a barrier.
+      let declaration: ReturnType<NonNullable<typeof c.def.channels>> | undefined;
+      try {
+        declaration = c.def.channels?.(c.attrs, c.inputs, c.outputs);
+      } catch {
+        declaration = undefined;
+      }
+      if (declaration === undefined) {
         barriers.push({ node: c.path, op: c.def.type });
         continue;
       }
-      declareNode(c, prefix);
+      declareNode(c, prefix, declaration);
     }
   };
 
-  const declareNode = (c: CompiledNode, prefix: string) => {
-    const declaration = c.def.channels!(c.attrs, c.inputs, c.outputs);
+  const declareNode = (c: CompiledNode, prefix: string, declaration: OpChannels) => {
     const fail = (what: string): never => {
       throw new DynnError(
         'INVALID_GRAPH',

@@ -7,7 +7,7 @@ export const SORTED_NET_OPTIONS = 'sorted-net';
  * Which sub-network a call runs (a deployment choice: changing it needs no rebuild).
  *
  * - `width`: the fraction (0, 1] of each nested layer's channels, one number for every layer or
- *   one per width knob (`dynn inspect` and {@link describeNesting} list them; knobs left out run
+ *   one per width knob ({@link describeNesting} lists them; knobs left out run
  *   at full width). Each layer keeps `round(width * channels / multiple) * multiple` channels, at
  *   least one multiple: a prefix of its shared weights.
  * - `depth`: residual blocks kept per stage, counted from the stage's first: one number for every
