@@ -1,4 +1,4 @@
-import { DynnError, runPass } from '@dynn/core';
+import { channelGroups, DynnError, runPass } from '@dynn/core';
 import { describe, expect, it } from 'vitest';
 import { checkSubNetwork, describeNesting } from './describe-nesting.js';
 import { nest } from './nest.js';
@@ -72,5 +72,13 @@ describe('sub-network run options', () => {
   it('refuses an export that names what the model does not have', () => {
     const { graph } = nest(residualCnn(), {}, { runtime, weights: new Map() });
     expect(() => runPass(runtime, 'sorted-net.export', graph, { width: { nope: 0.5 } })).toThrow(DynnError);
+  });
+});
+
+describe('channel analysis of a nested graph', () => {
+  it('treats layers whose channel counts are chosen per run as barriers instead of failing', () => {
+    const { graph } = nest(residualCnn(), {}, { runtime, weights: new Map() });
+    const { barriers } = channelGroups(runtime, graph);
+    expect(barriers.some((b) => b.op === 'sorted-net.Nested')).toBe(true);
   });
 });
