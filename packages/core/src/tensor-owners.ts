@@ -59,7 +59,12 @@ export function tensorOwners(runtime: Runtime, graph: Graph): Map<string, Tensor
  * The parameters and state a compiled graph's nodes declare, in node order, each once: what the
  * graph's `params` and `state` must list. A pass that adds or removes nodes sets them from it.
  */
-export function requiredTensors(compiled: CompiledGraph): { params: TensorInfo[]; state: TensorInfo[] } {
+export function requiredTensors(compiled: CompiledGraph): {
+  /** The parameters, each once, in node order. */
+  params: TensorInfo[];
+  /** The state tensors, each once, in node order. */
+  state: TensorInfo[];
+} {
   const params = new Map<string, TensorInfo>();
   const state = new Map<string, TensorInfo>();
   const add = (c: CompiledNode) => {
