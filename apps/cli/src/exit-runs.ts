@@ -79,18 +79,20 @@ export function batchesOf(x: tf.Tensor, count: number, size: number): tf.Tensor[
 
 /**
  * A timing body: runs `model` on every input with `options`, reading each result back, as an
- * application would (the compute report on, as the exits need it to say who served each row).
+ * application would (by default with the compute report on, as the exits need it to say who
+ * served each row; `report: false` times the run alone).
  */
 export function runEach(
   model: Model,
   options: RunOptions | undefined,
   inputs: readonly tf.Tensor[],
+  report = true,
 ): () => Promise<void> {
   return async () => {
     for (const x of inputs) {
       const { outputs } = await model.run(x, {
         outputs: ['logits'],
-        report: true,
+        report,
         ...(options === undefined ? {} : { options }),
       });
       await outputs.logits!.data();

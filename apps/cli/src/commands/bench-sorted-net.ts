@@ -26,6 +26,7 @@ import {
 } from '@dynn/sorted-net';
 import * as tf from '@tensorflow/tfjs-core';
 import { type BenchHead, measuredOn } from '../bench-envelope.js';
+import { runEach } from '../exit-runs.js';
 import { loadFashionMnist } from '../fashion-mnist.js';
 import { lineChartSvg } from '../plot.js';
 import { progressBar } from '../progress.js';
@@ -312,25 +313,6 @@ export async function measureAccuracy(
     tf.dispose([x, predicted, ...Object.values(outputs)]);
   }
   return { accuracy: correct / count, mflops: flops / count / 1e6 };
-}
-
-/** A timing body: `model` over every input with `options`, each result read back. */
-export function runBatches(
-  model: Model,
-  options: RunOptions | undefined,
-  inputs: readonly tf.Tensor[],
-): () => Promise<void> {
-  return async () => {
-    for (const x of inputs) {
-      const { outputs } = await model.run(x, {
-        outputs: ['logits'],
-        report: false,
-        ...(options === undefined ? {} : { options }),
-      });
-      await outputs.logits!.data();
-      tf.dispose(Object.values(outputs));
-    }
-  };
 }
 
 /** The first `count` rows of `x` in batches of `size` (the caller disposes them). */
@@ -653,8 +635,8 @@ export async function runBenchSortedNet(
     const large = batches.slice();
     const [fullMs, ...subMs] = await timeSideBySide(
       [
-        runBatches(full, undefined, large),
-        ...grid.map((s) => runBatches(model!, subNetworkOptions(s), large)),
+        runEach(full, undefined, large, false),
+        ...grid.map((s) => runEach(model!, subNetworkOptions(s), large, false)),
       ],
       timing,
     );
@@ -663,8 +645,8 @@ export async function runBenchSortedNet(
     batches.push(...singles);
     const [fullSingleMs, ...subSingleMs] = await timeSideBySide(
       [
-        runBatches(full, undefined, singles),
-        ...grid.map((s) => runBatches(model!, subNetworkOptions(s), singles)),
+        runEach(full, undefined, singles, false),
+        ...grid.map((s) => runEach(model!, subNetworkOptions(s), singles, false)),
       ],
       timing,
     );

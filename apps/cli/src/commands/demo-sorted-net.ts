@@ -1,6 +1,7 @@
 import { createRuntime, type Graph, runPass, useBackend } from '@dynn/core';
 import { sortedNet, subNetworkKey, subNetworkOptions } from '@dynn/sorted-net';
 import * as tf from '@tensorflow/tfjs-core';
+import { runEach } from '../exit-runs.js';
 import { markdownTable, writeReport } from '../report-files.js';
 import { timeSideBySide } from '../timing.js';
 import {
@@ -8,7 +9,6 @@ import {
   loadSortedNetData,
   measureAccuracy,
   nestedResidualCnn,
-  runBatches,
   sortedNetParetoSvg,
   subModelName,
   subNetworkGrid,
@@ -126,7 +126,7 @@ export async function runDemoSortedNet(
     batches.push(...batchesOf(test.x, Math.min(options.timedImages ?? 512, test.x.shape[0]!), 256));
     log(`timing ${grid.length} sub-networks side by side`);
     const times = await timeSideBySide(
-      grid.map((sub) => runBatches(model!, subNetworkOptions(sub), batches)),
+      grid.map((sub) => runEach(model!, subNetworkOptions(sub), batches, false)),
       { warmup: 1, repeats: options.repeats ?? 3 },
     );
     const largestMs = times.at(-1)! / batches.length;
