@@ -13,6 +13,7 @@ const alias = {
   '@dynn/data-fashion-mnist': source('./packages/data-fashion-mnist/src/index.ts'),
   '@dynn/early-exit': source('./packages/early-exit/src/index.ts'),
   '@dynn/sorted-net': source('./packages/sorted-net/src/index.ts'),
+  '@dynn/moe-router': source('./packages/moe-router/src/index.ts'),
   '@dynn/cli': source('./apps/cli/src/index.ts'),
 };
 
