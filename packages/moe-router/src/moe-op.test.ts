@@ -122,6 +122,11 @@ describeEachBackend('moe-router.MoE', (backend) => {
           const node = report!.nodes.find((n) => n.name === `moe/experts/${e}/up`);
           expect(node?.rows ?? 0).toBe(load[e]);
         }
+        // The report counts what ran; `fullFlops` is every expert on every token.
+        const expertFlops = report!.nodes.filter((n) => n.parent === 'moe').reduce((a, n) => a + n.flops, 0);
+        expect(expertFlops).toBeGreaterThan(0);
+        expect(report!.flops).toBeGreaterThanOrEqual(expertFlops);
+        if (!options.shared) expect(report!.flops).toBeLessThan(report!.fullFlops);
         tf.dispose([expected, outputs.y!]);
       });
       x.dispose();

@@ -221,6 +221,9 @@ function combineWeights(
  *   `unrouted` (tokens no expert computed), `capacity`, `balanceLoss`, `zLoss`, `expertBias`,
  *   `assignment` (with the run option `recordAssignment`); the experts' nodes report the FLOPs
  *   they really executed
+ * - FLOPs: statically, the router plus every expert on every token (what computing every expert
+ *   and masking costs, the report's `fullFlops`); in a run, the router, the weighting of the
+ *   routed rows, and the expert nodes' own counts of the rows they computed
  */
 export const moeOp = defineOp<MoeAttrs>({
   type: MOE_OP,
@@ -436,7 +439,9 @@ export const moeOp = defineOp<MoeAttrs>({
       }
       return [out, ...losses];
     });
-    ctx.addCompute({ bytes: 4 * routed * (d + output!.shape.at(-1)!) });
+    // Weighting and adding each routed row; the bytes gathered in and scattered out.
+    const dOut = output!.shape.at(-1)!;
+    ctx.addCompute({ flops: 2 * routed * dOut, bytes: 4 * routed * (d + dOut) });
     const names = [
       ...(ctx.training && attrs.balanceLoss > 0 ? ['balance'] : []),
       ...(ctx.training && attrs.zLoss > 0 ? ['z'] : []),
@@ -455,19 +460,17 @@ export const moeOp = defineOp<MoeAttrs>({
     }
     return [output!];
   },
-  flops(attrs, [x], [y], ctx) {
+  flops(attrs, [x], _, ctx) {
     const d = x!.at(-1)!;
     const tokens = product(x!) / d;
     const experts = attrs.experts.length;
     const router = 2 * tokens * d * experts + 4 * tokens * experts;
-    // Expected active compute: each token through k experts (their nodes report what really ran).
-    let active = 0;
-    attrs.experts.forEach((_, e) => {
-      active += (ctx!.subGraphFlops('experts', [[tokens, d]], e) * attrs.k) / experts;
-    });
-    attrs.shared.forEach((_, s) => {
-      active += ctx!.subGraphFlops('shared', [[tokens, d]], s);
-    });
-    return router + active + 2 * tokens * attrs.k * y!.at(-1)!;
+    // Every token through every expert, as computing every expert and masking would: a run's
+    // report counts only what the experts' nodes executed, so its `flops` against this
+    // `fullFlops` is the saving of routing.
+    let dense = 0;
+    for (let e = 0; e < attrs.experts.length; e++) dense += ctx!.subGraphFlops('experts', [[tokens, d]], e);
+    for (let s = 0; s < attrs.shared.length; s++) dense += ctx!.subGraphFlops('shared', [[tokens, d]], s);
+    return router + dense;
   },
 });
