@@ -5,6 +5,7 @@ import { useBackend } from '@dynn/core';
 import * as tf from '@tensorflow/tfjs-core';
 import { expect, it } from 'vitest';
 import { benchHead } from '../bench-envelope.js';
+import { spreadOf } from '../spread.js';
 import {
   benchSortedNetRobustMarkdown,
   EVAL_PGD_STEPS,
@@ -12,13 +13,7 @@ import {
   ROBUST_EPSILON,
   ROBUST_STRATEGIES,
   runBenchSortedNetRobust,
-  spreadOf,
 } from './bench-sorted-net-robust.js';
-
-it('spreadOf gives the mean, the sample standard deviation, min and max', () => {
-  expect(spreadOf([1, 2, 3])).toEqual({ mean: 2, std: 1, min: 1, max: 3 });
-  expect(spreadOf([0.5])).toEqual({ mean: 0.5, std: 0, min: 0.5, max: 0.5 });
-});
 
 it('the robust-students bench (--quick) trains both strategies per seed, measures clean and PGD-10 accuracy and writes its report', async () => {
   const out = await mkdtemp(join(tmpdir(), 'dynn-bench-sorted-net-robust-'));

@@ -28,6 +28,7 @@ import { loadFashionMnist } from '../fashion-mnist.js';
 import { lineChartSvg } from '../plot.js';
 import { progressBar } from '../progress.js';
 import { markdownTable, writeReport } from '../report-files.js';
+import { type Spread, spreadOf } from '../spread.js';
 
 /** How the students of each step are chosen. */
 export type RobustStrategy = 'progressive' | 'random';
@@ -118,14 +119,6 @@ export interface RobustRun {
   train_seconds: number;
 }
 
-/** Mean, standard deviation (over seeds, n - 1 in the denominator; 0 for one seed), min and max. */
-export interface Spread {
-  mean: number;
-  std: number;
-  min: number;
-  max: number;
-}
-
 /** One strategy over the seeds. */
 export interface RobustSummary {
   smallest: { clean: Spread; pgd: Spread };
@@ -178,14 +171,6 @@ export interface BenchSortedNetRobustResult {
 export interface BenchSortedNetRobustRun {
   result: BenchSortedNetRobustResult;
   reportDir: string;
-}
-
-/** Mean, sample standard deviation, min and max of `values`. */
-export function spreadOf(values: readonly number[]): Spread {
-  const n = values.length;
-  const mean = values.reduce((a, b) => a + b, 0) / n;
-  const variance = n > 1 ? values.reduce((a, v) => a + (v - mean) ** 2, 0) / (n - 1) : 0;
-  return { mean, std: Math.sqrt(variance), min: Math.min(...values), max: Math.max(...values) };
 }
 
 /** The students of each step: `(batch, step) => run options`, one list per step. */
