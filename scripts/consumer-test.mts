@@ -146,6 +146,58 @@ const CLI_COMMANDS: CliCase[] = [
     expect: /exported .* as a plain model/,
     files: ['{out}/demo-sorted-net/accuracy-vs-flops.svg'],
   },
+  {
+    name: 'dynn moe-router split',
+    args: ['moe-router', 'split', '{fixtures}/dynn-model/model.json', '{out}/split', '--experts', '4'],
+    expect: /MoEfied \(cluster\) into 4 experts/,
+    files: ['{out}/split/model.json'],
+  },
+  {
+    name: 'dynn moe-router split --upcycle',
+    args: [
+      'moe-router',
+      'split',
+      '{fixtures}/dynn-model/model.json',
+      '{out}/upcycled',
+      '--experts',
+      '2',
+      '--upcycle',
+    ],
+    expect: /upcycled into 2 experts/,
+    files: ['{out}/upcycled/model.json'],
+  },
+  {
+    name: 'dynn bench moe-router --quick --json',
+    args: ['bench', 'moe-router', '--quick', '--json', '--no-progress', '--out', '{out}/bench-moe-router'],
+    json: true,
+    files: ['{out}/bench-moe-router/result.json'],
+  },
+  {
+    name: 'dynn bench moe-router kv-bottleneck --quick --json',
+    args: [
+      'bench',
+      'moe-router',
+      'kv-bottleneck',
+      '--quick',
+      '--json',
+      '--no-progress',
+      '--out',
+      '{out}/bench-moe-router-kv',
+    ],
+    json: true,
+    files: ['{out}/bench-moe-router-kv/seen-accuracy.svg'],
+  },
+  {
+    name: 'dynn inspect (a MoE model)',
+    args: ['inspect', '{fixtures}/moe-model/model.json'],
+    expect: /moe-router\.MoE/,
+  },
+  {
+    name: 'dynn demo moe-router --quick',
+    args: ['demo', 'moe-router', '--quick', '--no-progress', '--out', '{out}/demo-moe-router'],
+    expect: /per-expert load \(dropless\)/,
+    files: ['{out}/demo-moe-router/experts-by-class.svg'],
+  },
 ];
 
 /** The tfjs packages a dynn app installs next to dynn (the peers), and the type-check's tools. */
@@ -537,7 +589,7 @@ async function main(): Promise<void> {
     for (const file of readdirSync(APP_FILES)) await cp(join(APP_FILES, file), join(app, file));
 
     await step(
-      'ESM app (import every package, train, save/load, import tfjs-layers, early exits, nested networks)',
+      'ESM app (import every package, train, save/load, import tfjs-layers, early exits, nested networks, experts)',
       async () => {
         const ran = await run('node', ['esm.mjs'], { cwd: app, echo: true, timeoutS: 300 });
         if (ran.code !== 0) throw failure('node esm.mjs', ran);

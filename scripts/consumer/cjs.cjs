@@ -13,6 +13,7 @@ async function main() {
     '@dynn/datasets': require('@dynn/datasets'),
     '@dynn/early-exit': require('@dynn/early-exit'),
     '@dynn/sorted-net': require('@dynn/sorted-net'),
+    '@dynn/moe-router': require('@dynn/moe-router'),
     // ESM only, as vitest is: CommonJS code loads it with import().
     '@dynn/testing': await import('@dynn/testing'),
   };
@@ -28,6 +29,7 @@ async function main() {
       datasets: packages['@dynn/datasets'],
       earlyExit: packages['@dynn/early-exit'],
       sortedNet: packages['@dynn/sorted-net'],
+      moeRouter: packages['@dynn/moe-router'],
       testing: packages['@dynn/testing'],
       tf: require('@tensorflow/tfjs-core'),
       tfl: require('@tensorflow/tfjs-layers'),

@@ -2,6 +2,7 @@
 import { createRuntime, type Graph, GraphBuilder, isDynnError, runPass } from '@dynn/core';
 import { loadDigits } from '@dynn/datasets';
 import { earlyExit, type InsertExitsOptions } from '@dynn/early-exit';
+import { addMoeLayer, type MoeRunOptions, moeOptions, moeRouter } from '@dynn/moe-router';
 import { nestModel, residualCnnGraph, type SubNetwork, sortedNet, subNetworkOptions } from '@dynn/sorted-net';
 
 export function graphWithExit(): Graph {
@@ -33,4 +34,16 @@ export function nestable(): { graph: Graph; half: ReturnType<typeof subNetworkOp
   const runtime = createRuntime({ plugins: [sortedNet()] });
   const half: SubNetwork = { width: 0.5 };
   return { graph: residualCnnGraph(runtime, { size: 8 }), half: subNetworkOptions(half) };
+}
+
+/** A graph with a MoE layer of 4 experts, and the run options of a top-1 dropless call. */
+export function withExperts(): { graph: Graph; top1: ReturnType<typeof moeOptions> } {
+  const runtime = createRuntime({ plugins: [moeRouter()] });
+  const b = new GraphBuilder(runtime);
+  const y = addMoeLayer(b, runtime, b.input('x', 'float32', ['batch', 8]), {
+    experts: 4,
+    expert: { hidden: 8 },
+  });
+  const options: MoeRunOptions = { k: 1, capacityFactor: 0 };
+  return { graph: b.build({ y }), top1: moeOptions(options) };
 }

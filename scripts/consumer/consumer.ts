@@ -17,6 +17,16 @@ import {
 import { type Digits, loadDigits } from '@dynn/datasets';
 import { earlyExit, exitRunOptions, type InsertExitsOptions } from '@dynn/early-exit';
 import {
+  addMoeLayer,
+  type MoeLayerOptions,
+  type MoeRunOptions,
+  moeOptions,
+  moeRouter,
+  type RouterKind,
+  type Routing,
+  routeTokens,
+} from '@dynn/moe-router';
+import {
   calibrateBatchNorm,
   describeNesting,
   type ExportOptions,
@@ -82,4 +92,27 @@ export async function nested(images: tf.Tensor4D, labels: tf.Tensor1D): Promise<
   for (const m of [model, nestedModel, calibrated]) m.dispose();
   // A runtime without the sorted-net plugin loads the export: it holds core ops only.
   return createModel(createRuntime(), exported.graph, { weights: exported.weights });
+}
+
+/** A top-2 MoE layer on 64 features, run with a capacity and the routing read from the report. */
+export async function experts(x: tf.Tensor2D): Promise<{ load: number[]; routing: Routing }> {
+  const runtime = createRuntime({ plugins: [moeRouter()] });
+  const b = new GraphBuilder(runtime);
+  const router: RouterKind = 'gshard';
+  const layer: MoeLayerOptions = { experts: 4, expert: { hidden: 16 }, router, k: 2, balanceLoss: 0.01 };
+  const y = addMoeLayer(b, runtime, b.input('x', 'float32', ['batch', 64]), { ...layer, name: 'moe' });
+  const model: Model = createModel(runtime, b.build({ y }));
+  const options: MoeRunOptions = { capacityFactor: 1, recordAssignment: true };
+  const result: RunResult = await model.run(x, { options: moeOptions(options) });
+  const load = result.report?.nodes.find((n) => n.name === 'moe')?.stats.load as number[];
+  const routing: Routing = routeTokens(Float32Array.of(0.7, 0.3, 0.2, 0.8), 2, {
+    router: 'top-k',
+    k: 1,
+    capacityFactor: 0,
+    dropPolicy: 'position',
+    training: false,
+    sinkhornIterations: 8,
+  });
+  model.dispose();
+  return { load, routing };
 }

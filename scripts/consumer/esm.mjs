@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import * as core from '@dynn/core';
 import * as datasets from '@dynn/datasets';
 import * as earlyExit from '@dynn/early-exit';
+import * as moeRouter from '@dynn/moe-router';
 import * as sortedNet from '@dynn/sorted-net';
 import * as testing from '@dynn/testing';
 import * as tf from '@tensorflow/tfjs-core';
@@ -20,6 +21,7 @@ const packages = {
   '@dynn/datasets': datasets,
   '@dynn/early-exit': earlyExit,
   '@dynn/sorted-net': sortedNet,
+  '@dynn/moe-router': moeRouter,
   '@dynn/testing': testing,
 };
 // Packages that may not exist yet in the repository: imported when installed.
@@ -32,7 +34,18 @@ for (const name of ['@dynn/data-fashion-mnist', '@dynn/cli']) {
 assert.match(fileURLToPath(import.meta.resolve('@dynn/core')), /index\.js$/);
 
 await work(
-  { packages, core, datasets, earlyExit, sortedNet, testing, tf, tfl, otherCore: require('@dynn/core') },
+  {
+    packages,
+    core,
+    datasets,
+    earlyExit,
+    sortedNet,
+    moeRouter,
+    testing,
+    tf,
+    tfl,
+    otherCore: require('@dynn/core'),
+  },
   'esm',
   fileURLToPath(new URL('./fixtures', import.meta.url)),
 );

@@ -44,7 +44,7 @@ function layersFileWriter(tf, dir) {
 
 /**
  * @param m the loaded modules: `packages` (every @dynn package by name), `core`, `earlyExit`,
- *   `sortedNet`, `datasets`, `testing`, `tf` (tfjs-core), `tfl` (tfjs-layers)
+ *   `sortedNet`, `moeRouter`, `datasets`, `testing`, `tf` (tfjs-core), `tfl` (tfjs-layers)
  * @param label `esm` or `cjs`, printed before each step
  * @param outDir where the model files (the CLI's fixtures) go
  */
@@ -201,6 +201,99 @@ async function work(m, label, outDir) {
   for (const r of [fullRun, subRun, plainRun]) tf.dispose(Object.values(r.outputs));
   tf.dispose([trainImages, testImages]);
   for (const model of [cnn, nested, calibrated, plain]) model.dispose();
+
+  // Mixture of experts: a top-2-of-4 MoE layer trained on the digits; each expert computes only its
+  // tokens, k and the inference capacity change per call, and the model saves and loads.
+  const mr = m.moeRouter;
+  const moeRuntime = core.createRuntime({ plugins: [mr.moeRouter()] });
+  const mb = new core.GraphBuilder(moeRuntime);
+  const token = mb.add('core.Dense', mb.input('pixels', 'float32', ['batch', 64]), {
+    units: 16,
+    activation: 'relu',
+  });
+  const moe = mr.addMoeLayer(mb, moeRuntime, token, {
+    name: 'moe',
+    experts: 4,
+    expert: { hidden: 16 },
+    k: 2,
+    capacityFactor: 1.25,
+    balanceLoss: 0.01,
+  });
+  const mixed = mb.add('core.Add', [token, moe]);
+  const moeModel = core.createModel(
+    moeRuntime,
+    mb.build({ logits: mb.add('core.Dense', mixed, { units: 10 }) }),
+    {
+      seed: 1,
+    },
+  );
+  const moeOptimizer = tf.train.adam(1e-2);
+  await core.fit(
+    moeModel,
+    { x: train.features, y: train.labels },
+    { epochs: 3, batchSize: 64, optimizer: moeOptimizer },
+  );
+  moeOptimizer.dispose();
+  const top2 = await moeModel.run(test.features, { options: mr.moeOptions({ recordAssignment: true }) });
+  const top1 = await moeModel.run(test.features, { options: mr.moeOptions({ k: 1 }) });
+  const capped = await moeModel.run(test.features, { options: mr.moeOptions({ capacityFactor: 0.5 }) });
+  const moeStats = (r) => r.report.nodes.find((n) => n.name === 'moe').stats;
+  const expertFlops = (r) =>
+    r.report.nodes.filter((n) => n.name.startsWith('moe/experts/')).reduce((sum, n) => sum + n.flops, 0);
+  const tokens = test.features.shape[0];
+  const load2 = moeStats(top2).load;
+  assert.equal(
+    load2.reduce((a, b) => a + b, 0),
+    2 * tokens,
+    'dropless top-2 did not send every token to two experts',
+  );
+  assert.equal(moeStats(top2).assignment.length, tokens);
+  assert.ok(
+    Math.abs(expertFlops(top1) - expertFlops(top2) / 2) < 1e-6 * expertFlops(top2),
+    'top-1 is not half of top-2',
+  );
+  assert.ok(moeStats(capped).dropped > 0, 'a capacity factor of 0.5 dropped nothing');
+  const moeAcc = await accuracy(tf, top2.outputs.logits, test.labels);
+  assert.ok(moeAcc > 0.6, `MoE test accuracy after training is ${moeAcc}`);
+  const moeDir = join(outDir, 'moe-model');
+  await core.saveModel(moeModel, moeDir);
+  const moeLoaded = await core.loadModel(moeRuntime, join(moeDir, 'model.json'));
+  const moeAgain = await moeLoaded.run(test.features);
+  assert.equal(await maxAbsDiff(top2.outputs.logits, moeAgain.outputs.logits), 0, 'loaded MoE model differs');
+  step(
+    `moe-router: top-2 of 4 experts, test accuracy ${(moeAcc * 100).toFixed(1)}%, load ${load2.join('/')}; ` +
+      `top-1 halves the experts' FLOPs; capacity 0.5 dropped ${moeStats(capped).dropped} pairs; saved and loaded`,
+  );
+  for (const r of [top2, top1, capped, moeAgain]) tf.dispose(Object.values(r.outputs));
+  for (const model of [moeModel, moeLoaded]) model.dispose();
+
+  // The discrete key-value bottleneck on the digits' pixels: keys by k-means, values by SGD.
+  const kb = new core.GraphBuilder(moeRuntime);
+  const kvLogits = kb.add(
+    mr.KEY_VALUE_BOTTLENECK_OP,
+    kb.input('pixels', 'float32', ['batch', 64]),
+    { heads: 8, keysPerHead: 16, keySize: 4, valueSize: 10 },
+    { name: 'kv' },
+  );
+  const kvModel = core.createModel(moeRuntime, kb.build({ logits: kvLogits }), { seed: 1 });
+  await mr.initKeyValueKeys(kvModel, 'kv', train.features, { iterations: 5, seed: 1 });
+  const sgd = tf.train.sgd(1);
+  await core.fit(
+    kvModel,
+    { x: train.features, y: train.labels },
+    { epochs: 2, batchSize: 32, optimizer: sgd },
+  );
+  sgd.dispose();
+  const kvRun = await kvModel.run(test.features);
+  const kvAcc = await accuracy(tf, kvRun.outputs.logits, test.labels);
+  const keysUsed = kvRun.report.nodes.find((n) => n.name === 'kv').stats.keysUsed;
+  assert.ok(kvAcc > 0.5, `key-value bottleneck test accuracy is ${kvAcc}`);
+  assert.equal(keysUsed.length, 8);
+  step(
+    `key-value bottleneck: test accuracy ${(kvAcc * 100).toFixed(1)}%, keys used per head ${keysUsed.join('/')}`,
+  );
+  tf.dispose(Object.values(kvRun.outputs));
+  kvModel.dispose();
 
   // @dynn/testing helpers outside vitest (the package is ESM only, as vitest is).
   const seeded = testing.seededNormal([2, 3], { seed: 1 });

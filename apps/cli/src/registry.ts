@@ -12,7 +12,12 @@ import { sortedNetCli } from './packages/sorted-net.js';
  * The packages whose tools, benches and demos `dynn` offers out of the box: one entry per
  * package, each in its own file under `packages/`. A new dynn package adds itself here.
  */
-export const BUILT_IN_CONTRIBUTIONS: readonly CliContribution[] = [coreCli, earlyExitCli, sortedNetCli, moeRouterCli];
+export const BUILT_IN_CONTRIBUTIONS: readonly CliContribution[] = [
+  coreCli,
+  earlyExitCli,
+  sortedNetCli,
+  moeRouterCli,
+];
 
 /** Top-level commands a contribution may not take the name of. */
 const RESERVED_NAMES = new Set(['bench', 'convert', 'demo', 'help', 'inspect', 'predict']);

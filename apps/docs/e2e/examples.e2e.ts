@@ -141,6 +141,64 @@ export const EXAMPLE_PAGES: readonly ExamplePage[] = [
       return [...problems, ...(await gridProblems(page))];
     },
   },
+  {
+    name: 'moe-router',
+    path: 'examples/moe-router.html',
+    async check(page) {
+      const problems = [...(await reportProblems(page, 10))];
+      const images = await imagesClassified(page);
+      const maps = await page.locator('[data-testid="expert-map"] li img').count();
+      if (maps !== images) problems.push(`the expert map shows ${maps} images, not the ${images} classified`);
+      const result = page.locator('[data-testid="result"]');
+      const k = Number(await result.getAttribute('data-k'));
+      const dropped = Number(await result.getAttribute('data-dropped'));
+      const loads = (
+        await page
+          .locator('[data-testid="expert-load"] tbody tr')
+          .evaluateAll((rows) => rows.map((row) => row.getAttribute('data-load')))
+      ).map(Number);
+      const routed = loads.reduce((a, b) => a + b, 0);
+      if (loads.length !== 8 || routed + dropped !== images * 16 * k) {
+        problems.push(
+          `the expert loads are [${loads.join(', ')}] with ${dropped} dropped: expected 8 counts summing to ${images} images x 16 patches x k ${k}`,
+        );
+      }
+      const cells = await page.locator('[data-testid="settings-table"] tbody td.current').count();
+      if (cells !== 1) problems.push(`the settings table marks ${cells} cells as the one run, expected 1`);
+      return problems;
+    },
+    // One expert per patch halves the experts' work; a capacity of half an even share drops pairs.
+    async interact(page, timeoutMs) {
+      const result = page.locator('[data-testid="result"]');
+      const before = Number(await result.getAttribute('data-expert-flops'));
+      const pick = async (select: string, value: string, attribute: string) => {
+        await page.selectOption(`[data-testid="${select}"]`, value);
+        const done = await page
+          .waitForSelector(`[data-testid="result"][data-${attribute}="${value}"], [data-testid="error"]`, {
+            timeout: timeoutMs,
+          })
+          .catch(() => undefined);
+        if (done === undefined)
+          return `no result within ${timeoutMs / 1000} s after picking ${select} ${value}`;
+        if ((await done.getAttribute('data-testid')) === 'error') {
+          return `picking ${select} ${value} shows an error: ${await done.textContent()}`;
+        }
+        return undefined;
+      };
+      const k1 = await pick('k', '1', 'k');
+      if (k1 !== undefined) return [k1];
+      const problems: string[] = [];
+      const after = Number(await result.getAttribute('data-expert-flops'));
+      if (!(after > 0 && Math.abs(after - before / 2) < 1e-6 * before)) {
+        problems.push(`k = 1 executed ${after} expert FLOPs per image, not half of k = 2's ${before}`);
+      }
+      const limited = await pick('capacity', '0.5', 'capacity');
+      if (limited !== undefined) return [...problems, limited];
+      const dropped = Number(await result.getAttribute('data-dropped'));
+      if (!(dropped > 0)) problems.push(`capacity factor 0.5 dropped ${dropped} pairs, expected some`);
+      return problems;
+    },
+  },
 ];
 
 /** How one page did on one backend. */

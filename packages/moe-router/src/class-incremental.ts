@@ -8,12 +8,8 @@ import {
   type Runtime,
 } from '@dynn/core';
 import * as tf from '@tensorflow/tfjs-core';
+import { initKeyValueKeys, KEY_VALUE_BOTTLENECK_OP, selectKeys } from './key-value-bottleneck.js';
 import { moeRouter } from './plugin.js';
-import {
-  initKeyValueKeys,
-  KEY_VALUE_BOTTLENECK_OP,
-  selectKeys,
-} from './key-value-bottleneck.js';
 
 /** The autoencoder whose encoder gives both arms their features. */
 export interface AutoencoderOptions {

@@ -182,7 +182,10 @@ describeEachBackend('moe-router.MoE', (backend) => {
     for (let e = 0; e < EXPERTS; e++) expect(await changed(`moe/experts/${e}/up/kernel`)).toBe(true);
     const bias = m.state.get('moe/expertBias')!;
     expect(Array.from(await bias.data()).some((v) => v !== 0)).toBe(true);
-    const { losses } = await m.run(x, { training: true });
+    // The report shows the bias the choice used, before this run's update.
+    const used = Array.from(await bias.data());
+    const { losses, report } = await m.run(x, { training: true });
+    expect(report!.nodes.find((n) => n.name === 'moe')!.stats.expertBias).toEqual(used);
     expect(losses.map((l) => l.name).sort()).toEqual(['balance', 'z']);
     tf.dispose([...losses.map((l) => l.value), x, y, ...before.values()]);
     m.dispose();

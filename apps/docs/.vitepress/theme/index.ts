@@ -2,6 +2,7 @@ import type { Theme } from 'vitepress';
 import DefaultTheme from 'vitepress/theme';
 import LiveCoreExample from '../../live/LiveCoreExample.vue';
 import LiveEarlyExitExample from '../../live/LiveEarlyExitExample.vue';
+import LiveMoeRouterExample from '../../live/LiveMoeRouterExample.vue';
 import LiveSortedNetExample from '../../live/LiveSortedNetExample.vue';
 import './custom.css';
 
@@ -13,5 +14,6 @@ export default {
     app.component('LiveCoreExample', LiveCoreExample);
     app.component('LiveEarlyExitExample', LiveEarlyExitExample);
     app.component('LiveSortedNetExample', LiveSortedNetExample);
+    app.component('LiveMoeRouterExample', LiveMoeRouterExample);
   },
 } satisfies Theme;
