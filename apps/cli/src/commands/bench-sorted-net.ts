@@ -26,7 +26,7 @@ import {
 } from '@dynn/sorted-net';
 import * as tf from '@tensorflow/tfjs-core';
 import { type BenchHead, measuredOn } from '../bench-envelope.js';
-import { runEach } from '../exit-runs.js';
+import { measureExits, runEach } from '../exit-runs.js';
 import { loadFashionMnist } from '../fashion-mnist.js';
 import { lineChartSvg } from '../plot.js';
 import { progressBar } from '../progress.js';
@@ -287,32 +287,16 @@ export async function trainWithProgress(
 
 /**
  * Accuracy on a labelled set and FLOPs per image from the compute reports, running `model` in
- * batches of 256 with `options` (a sub-network, or none).
+ * batches of 256 (`MEASURE_BATCH`) with `options` (a sub-network, or none).
  */
 export async function measureAccuracy(
   model: Model,
   data: LabelledImages,
   options?: RunOptions,
 ): Promise<{ accuracy: number; mflops: number }> {
-  const count = data.x.shape[0]!;
-  const labels = await data.y.data();
-  let correct = 0;
-  let flops = 0;
-  for (let start = 0; start < count; start += 256) {
-    const rows = Math.min(256, count - start);
-    const x = tf.slice(data.x, start, rows);
-    const { outputs, report } = await model.run(x, {
-      outputs: ['logits'],
-      report: true,
-      ...(options === undefined ? {} : { options }),
-    });
-    const predicted = tf.argMax(outputs.logits!, -1);
-    const p = await predicted.data();
-    for (let i = 0; i < rows; i++) if (p[i] === labels[start + i]) correct++;
-    flops += report!.flops;
-    tf.dispose([x, predicted, ...Object.values(outputs)]);
-  }
-  return { accuracy: correct / count, mflops: flops / count / 1e6 };
+  // A nested network has no exits: every image is served by the final classifier.
+  const { accuracy, flops } = await measureExits(model, data, options, []);
+  return { accuracy, mflops: flops / data.x.shape[0]! / 1e6 };
 }
 
 /** The first `count` rows of `x` in batches of `size` (the caller disposes them). */
