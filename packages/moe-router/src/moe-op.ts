@@ -207,7 +207,7 @@ function combineWeights(
 
 /**
  * Adds each part's rows (`parts[i]` `[rows[i].length, dOut]`) into a zero `[tokens, dOut]` at the
- * token rows `rows[i]` (a token in several parts gets their sum): one scatter-add forward, and as
+ * token rows `rows[i]` (`ids[i]` on the backend; a token in several parts gets their sum): one scatter-add forward, and as
  * gradient one row gather of `dy` per part. Written as one tape node so that no `concat` is taped:
  * the gradient of a concat is a `SplitV`, whose wasm kernel copies its whole input once per part
  * (8 experts, 2,048 rows of 256: ~20 ms). Measured on wasm, d 256, 8 experts of 1,024, top-2, one
@@ -216,10 +216,10 @@ function combineWeights(
 function scatterParts(
   parts: tf.Tensor[],
   rows: readonly Int32Array[],
+  ids: readonly tf.Tensor[],
   tokens: number,
   dOut: number,
 ): tf.Tensor {
-  const ids = rows.map((r) => tf.tensor1d(r, 'int32'));
   const all = new Int32Array(rows.reduce((n, r) => n + r.length, 0));
   let at = 0;
   for (const r of rows) {
@@ -230,7 +230,7 @@ function scatterParts(
     // biome-ignore lint/suspicious/noExplicitAny: tf.customGrad's callback signature is untyped.
     (...args: any[]) => {
       const save = args.pop() as (tensors: tf.Tensor[]) => void;
-      save(ids);
+      save([...ids]);
       const updates = args as tf.Tensor[];
       return {
         value: tf.tidy(() =>
@@ -444,9 +444,11 @@ export const moeOp = defineOp<MoeAttrs>({
       const weights = tf.reshape(combineWeights(mode, probs, routing), [tokens * experts]);
       const parts: tf.Tensor[] = [];
       const rows: Int32Array[] = [];
+      const rowIds: tf.Tensor[] = [];
       routing.expertTokens.forEach((tokenRows, e) => {
         if (tokenRows.length === 0) return;
         const ids = tf.tensor1d(tokenRows, 'int32');
+        rowIds.push(ids);
         const [y] = ctx.runGraph('experts', [gatherRows(x2, ids)], { index: e });
         const pairs = tf.tensor1d(
           Int32Array.from(tokenRows, (t) => t * experts + e),
@@ -458,7 +460,7 @@ export const moeOp = defineOp<MoeAttrs>({
       // Declared by the sub-graph and checked against its inferred output when the graph was built.
       const dOut = attrs.experts[0]!.outputs[0]!.shape[1] as number;
       let y: tf.Tensor =
-        parts.length > 0 ? scatterParts(parts, rows, tokens, dOut) : tf.zeros([tokens, dOut]);
+        parts.length > 0 ? scatterParts(parts, rows, rowIds, tokens, dOut) : tf.zeros([tokens, dOut]);
       attrs.shared.forEach((_, s) => {
         y = tf.add(y, ctx.runGraph('shared', [x2], { index: s })[0]!);
       });
