@@ -14,6 +14,7 @@ const alias = {
   '@dynn/early-exit': source('./packages/early-exit/src/index.ts'),
   '@dynn/sorted-net': source('./packages/sorted-net/src/index.ts'),
   '@dynn/moe-router': source('./packages/moe-router/src/index.ts'),
+  '@dynn/sparse-attention': source('./packages/sparse-attention/src/index.ts'),
   '@dynn/cli': source('./apps/cli/src/index.ts'),
 };
 

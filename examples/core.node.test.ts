@@ -91,7 +91,7 @@ describe('core examples on wasm', () => {
     expect(after.flops).toBeLessThan(before.flops);
     expect(before.ms).toBeGreaterThan(0);
     expect(after.ms).toBeGreaterThan(0);
-    expect(lines).toContain('pruned group ' + group.id + ': 18 of 36 channels (lowest L1 magnitude)');
+    expect(lines).toContain(`pruned group ${group.id}: 18 of 36 channels (lowest L1 magnitude)`);
     expect(
       lines.some((l) =>
         /^latency on wasm, median ms per batch: \d+\.\d\d -> \d+\.\d\d \(x\d+\.\d\d\)$/.test(l),

@@ -112,7 +112,7 @@ export {
 } from './ops/basic/index.js';
 export { coreOps, corePasses, corePlugin } from './ops/index.js';
 export type { ScanAttrs } from './ops/sequence/index.js';
-export { batchMatMul, scanOp } from './ops/sequence/index.js';
+export { batchMatMul, kerasGlorot, scanOp } from './ops/sequence/index.js';
 export type { SegmentAttrs, SegmentMaxAttrs, SegmentMaxOptions, SegmentOptions } from './ops/sparse/index.js';
 export { scatterAddRows, segmentMax, segmentMean, segmentSum } from './ops/sparse/index.js';
 export type { PassContext, PassDef, PassResult, Plugin, WeightedGraph } from './plugin.js';

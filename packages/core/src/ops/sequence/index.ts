@@ -12,7 +12,7 @@ export { gruCell } from './gru-cell.js';
 export type { LstmCellAttrs } from './lstm-cell.js';
 export { lstmCell } from './lstm-cell.js';
 export type { MultiHeadAttentionAttrs } from './multi-head-attention.js';
-export { multiHeadAttention } from './multi-head-attention.js';
+export { kerasGlorot, multiHeadAttention } from './multi-head-attention.js';
 export type { PositionEmbeddingAttrs } from './position-embedding.js';
 export { positionEmbedding } from './position-embedding.js';
 export type { ScanAttrs } from './scan.js';

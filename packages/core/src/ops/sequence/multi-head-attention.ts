@@ -59,8 +59,10 @@ function checkInputs(inputs: readonly ValueInfo[]): { dq: number; dv: number; dk
 /**
  * Glorot-uniform for a kernel of shape `shape`, with fans computed as Keras does for kernels of
  * rank above 2: the leading axes form the receptive field, the last two are input and output.
+ * The initialiser of `core.MultiHeadAttention`'s kernels (`[d, heads, dim]`, `[heads, dim, d]`),
+ * for attention ops that lay their parameters out the same way.
  */
-function kerasGlorot(shape: number[]): ParamSpec['init'] {
+export function kerasGlorot(shape: number[]): ParamSpec['init'] {
   const receptive = shape.slice(0, -2).reduce((a, b) => a * b, 1);
   return { kind: 'glorotUniform', fanIn: shape.at(-2)! * receptive, fanOut: shape.at(-1)! * receptive };
 }
