@@ -1,6 +1,6 @@
 import { batchMatMul, gatherRows } from '@dynn/core';
 import * as tf from '@tensorflow/tfjs-core';
-import type { BlockPlan } from './block-plan.js';
+import type { BlockPlan, PlanGroup } from './block-plan.js';
 import { alibiSlopes, relativeBucket, type ScoreMod } from './score-mods.js';
 
 /** The heads and sizes {@link blockAttention} computes with. */
@@ -37,90 +37,134 @@ function padTime(x: tf.Tensor, length: number): tf.Tensor {
 }
 
 /**
- * The rows of the key (or value) block table to gather: for each batch row, key/value head, query
- * block and slot, `(b * kvHeads + h) * (keyBlocks + 1) + slot`.
+ * `next`, after disposing `done`: a step's inputs freed as soon as its output exists, reshape
+ * views included (tfjs counts every handle's bytes). Safe under a gradient tape, which keeps its
+ * own handles on what backprop reads.
  */
-function gatherIndices(plan: BlockPlan, batch: number, kvHeads: number): Int32Array {
-  const { queryBlocks, kept, keyBlocks } = plan;
-  const perRow = queryBlocks * kept;
-  const out = new Int32Array(batch * kvHeads * perRow);
-  for (let b = 0; b < batch; b++) {
-    const row = plan.rows === 1 ? 0 : b;
+function then<T extends tf.Tensor>(done: tf.Tensor[], next: T): T {
+  for (const t of done) t.dispose();
+  return next;
+}
+
+/** How one group of query blocks is laid out: instances, gathers and positions, as plain arrays. */
+interface GroupLayout {
+  /** Units (plan rows' query blocks) of the group: `U`. */
+  units: number;
+  /** Batch rows each unit is computed for: the batch when every row shares the plan, else 1. */
+  expand: number;
+  /** Slots gathered per unit. */
+  kept: number;
+  /**
+   * Per instance (`[expand, kvHeads, units]`), its row in the query block table
+   * `[batch * kvHeads * queryBlocks]`.
+   */
+  queryRows: Int32Array;
+  /** Whether `queryRows` is `0, 1, 2...`: the group is every query block, in table order. */
+  identity: boolean;
+  /** Per instance and slot, its row in the key block table `[batch * kvHeads * (keyBlocks + 1)]`. */
+  keyRows: Int32Array;
+  /** Absolute positions of each unit's queries `[units, queryBlockSize]` (past the last query they continue). */
+  queryPositions: Int32Array;
+  /** Absolute positions of each unit's gathered keys `[units, kept * blockSize]`. */
+  keyPositions: Int32Array;
+}
+
+function groupLayout(plan: BlockPlan, group: PlanGroup, batch: number, kvHeads: number): GroupLayout {
+  const { queryBlocks, keyBlocks, blockSize: b, queryBlockSize: qb, keyStart } = plan;
+  const { kept, units } = group;
+  const expand = plan.rows === 1 ? batch : 1;
+  const count = units.length;
+  const queryRows = new Int32Array(expand * kvHeads * count);
+  const keyRows = new Int32Array(queryRows.length * kept);
+  let at = 0;
+  for (let e = 0; e < expand; e++) {
     for (let h = 0; h < kvHeads; h++) {
-      const base = (b * kvHeads + h) * (keyBlocks + 1);
-      const at = (b * kvHeads + h) * perRow;
-      for (let s = 0; s < perRow; s++) out[at + s] = base + plan.slots[row * perRow + s]!;
+      for (const unit of units) {
+        const row = plan.rows === 1 ? e : Math.floor(unit / queryBlocks);
+        queryRows[at] = (row * kvHeads + h) * queryBlocks + (unit % queryBlocks);
+        const base = (row * kvHeads + h) * (keyBlocks + 1);
+        for (let s = 0; s < kept; s++) keyRows[at * kept + s] = base + plan.slots[unit * plan.kept + s]!;
+        at++;
+      }
     }
   }
-  return out;
-}
-
-/**
- * `x` `[batch, kvHeads, keys, dim]` cut into blocks, each query block's kept blocks gathered:
- * `[batch * kvHeads * queryBlocks, kept * blockSize, dim]`. The table has one zero block more
- * than the keys fill, the sentinel's.
- */
-function gatherBlocks(x: tf.Tensor, plan: BlockPlan, indices: tf.Tensor): tf.Tensor3D {
-  const [batch, kvHeads, , dim] = x.shape as [number, number, number, number];
-  const { blockSize: b, keyBlocks, queryBlocks, kept } = plan;
-  const table = tf.reshape(padTime(x, (keyBlocks + 1) * b), [batch * kvHeads * (keyBlocks + 1), b * dim]);
-  return tf.reshape(gatherRows(table, indices), [batch * kvHeads * queryBlocks, kept * b, dim]);
-}
-
-/**
- * Absolute positions of the queries `[queryBlocks * queryBlockSize]` (past the last query they
- * continue) and of the gathered keys `[rows, queryBlocks, kept * blockSize]`.
- */
-function positions(plan: BlockPlan): { query: Int32Array; key: Int32Array } {
-  const { blockSize: b, queryBlockSize: qb, queryBlocks, kept, rows, keyStart } = plan;
   const queryStart = keyStart + plan.keys - plan.queries;
-  const query = Int32Array.from({ length: queryBlocks * qb }, (_, i) => queryStart + i);
-  const key = new Int32Array(rows * queryBlocks * kept * b);
-  for (let s = 0; s < rows * queryBlocks * kept; s++) {
-    for (let t = 0; t < b; t++) key[s * b + t] = keyStart + plan.slots[s]! * b + t;
-  }
-  return { query, key };
+  const queryPositions = new Int32Array(count * qb);
+  const keyPositions = new Int32Array(count * kept * b);
+  units.forEach((unit, u) => {
+    const first = queryStart + (unit % queryBlocks) * qb;
+    for (let i = 0; i < qb; i++) queryPositions[u * qb + i] = first + i;
+    for (let s = 0; s < kept; s++) {
+      const block = plan.slots[unit * plan.kept + s]!;
+      for (let t = 0; t < b; t++) keyPositions[(u * kept + s) * b + t] = keyStart + block * b + t;
+    }
+  });
+  return {
+    units: count,
+    expand,
+    kept,
+    queryRows,
+    identity: queryRows.length === batch * kvHeads * queryBlocks && queryRows.every((r, i) => r === i),
+    keyRows,
+    queryPositions,
+    keyPositions,
+  };
 }
 
-/** Key minus query position of every pair, `[rows, queryBlocks, queryBlockSize, kept * blockSize]` int32, and its range. */
-function relativePositions(plan: BlockPlan): { relative: tf.Tensor; least: number; most: number } {
-  const { rows, queryBlocks, queryBlockSize: qb, kept, blockSize: b } = plan;
-  const { query, key } = positions(plan);
+/**
+ * The rows `rows` of a block table `[blocks, blockSize * dim]`, as `[instances, slots * blockSize,
+ * dim]` (`gatherRows`: wasm's gatherND is ~10x faster than its Gather, and its gradient needs no
+ * `UnsortedSegmentSum`).
+ */
+function gatherBlocks(table: tf.Tensor, rows: Int32Array, instances: number, dim: number): tf.Tensor3D {
+  const indices = tf.tensor1d(rows, 'int32');
+  const gathered = gatherRows(table, indices);
+  return then([indices, gathered], tf.reshape(gathered, [instances, -1, dim]) as tf.Tensor3D);
+}
+
+/** `x` `[batch, kvHeads, keys, dim]` cut into key blocks, a zero block (the sentinel's) after each row's: `[batch * kvHeads * (keyBlocks + 1), blockSize * dim]`. */
+function blockTable(x: tf.Tensor, plan: BlockPlan): tf.Tensor {
+  const [batch, kvHeads, , dim] = x.shape as [number, number, number, number];
+  const { blockSize: b, keyBlocks } = plan;
+  return tf.reshape(padTime(x, (keyBlocks + 1) * b), [batch * kvHeads * (keyBlocks + 1), b * dim]);
+}
+
+/** Key minus query position of every pair of a group, `[units, queryBlockSize, kept * blockSize]` int32, and its range. */
+function relativePositions(
+  layout: GroupLayout,
+  qb: number,
+): { relative: tf.Tensor; least: number; most: number } {
+  const { queryPositions: query, keyPositions: key, units } = layout;
   let [lowest, highest] = [key[0]!, key[0]!];
   for (const p of key) [lowest, highest] = [Math.min(lowest, p), Math.max(highest, p)];
+  const [first, last] = [Math.min(...query), Math.max(...query)];
   const relative = tf.sub(
-    tf.reshape(tf.tensor1d(key, 'int32'), [rows, queryBlocks, 1, kept * b]),
-    tf.reshape(tf.tensor1d(query, 'int32'), [1, queryBlocks, qb, 1]),
+    tf.tensor3d(key, [units, 1, key.length / units], 'int32'),
+    tf.tensor3d(query, [units, qb, 1], 'int32'),
   );
-  return { relative, least: lowest - query.at(-1)!, most: highest - query[0]! };
+  return { relative, least: lowest - last, most: highest - first };
 }
 
 /**
- * What an additive score modifier adds, shaped `[rows, kvHeads, queryBlocks * queryBlockSize,
- * group, kept * blockSize]` to broadcast over the scores.
+ * What an additive score modifier adds to a group's scores, shaped `[1, kvHeads, units *
+ * queryBlockSize, group, kept * blockSize]` to broadcast over them.
  */
 function modBias(
   mod: Exclude<ScoreMod, { type: 'softcap' }>,
   pairs: ReturnType<typeof relativePositions>,
-  plan: BlockPlan,
+  rows: number,
+  keys: number,
   options: BlockAttentionOptions,
 ): tf.Tensor {
   const { numHeads: heads, numKvHeads: kvHeads } = options;
   const group = heads / kvHeads;
-  const { rows, queryBlocks, queryBlockSize: qb, kept, blockSize: b } = plan;
   const { relative, least, most } = pairs;
   if (mod.type === 'alibi') {
-    const distance = tf.reshape(tf.abs(tf.cast(relative, 'float32')), [
-      rows,
-      1,
-      queryBlocks * qb,
-      1,
-      kept * b,
-    ]);
+    const distance = tf.reshape(tf.abs(tf.cast(relative, 'float32')), [1, 1, rows, 1, keys]);
     const slopes = alibiSlopes(heads).map((s) => -s);
     return tf.mul(distance, tf.reshape(tf.tensor1d(slopes), [1, kvHeads, 1, group, 1]));
   }
-  // The bucket of every relative position this call meets, as a table gathered per pair.
+  // The bucket of every relative position this group meets, as a table gathered per pair.
   const buckets = Int32Array.from({ length: most - least + 1 }, (_, r) =>
     relativeBucket(least + r, mod.buckets, mod.maxDistance, mod.bidirectional),
   );
@@ -128,33 +172,95 @@ function modBias(
     tf.tensor1d(buckets, 'int32'),
     tf.reshape(tf.sub(relative, tf.scalar(least, 'int32')), [-1]),
   );
-  // [pairs, heads] -> [rows, kvHeads, queries, group, keys].
-  const perPair = tf.reshape(gatherRows(options.relativeBias!, ids), [
-    rows,
-    queryBlocks * qb,
-    kept * b,
-    kvHeads,
-    group,
-  ]);
+  // [pairs, heads] -> [1, kvHeads, queries, group, keys].
+  const perPair = tf.reshape(gatherRows(options.relativeBias!, ids), [1, rows, keys, kvHeads, group]);
   return tf.transpose(perPair, [0, 3, 1, 4, 2]);
 }
 
 /**
- * The additive mask `[rows, 1, queryBlocks * queryBlockSize, 1, kept * blockSize]`: each slot's
- * tile gathered from the plan's distinct tiles (`gatherRows`: wasm's gatherND is ~10x faster than
- * its Gather).
+ * The additive mask of a group, `[1, 1, units * queryBlockSize, 1, kept * blockSize]`: for each
+ * unit, query and slot, one row of the slot's tile, gathered from the plan's distinct tiles seen
+ * as `[tiles * queryBlockSize, blockSize]`, so the rows come out in score order with no transpose.
  */
-function planMask(plan: BlockPlan): tf.Tensor {
-  const { rows, queryBlocks, queryBlockSize: qb, kept, blockSize: b } = plan;
-  const tiles = tf.tensor2d(plan.maskTiles, [plan.maskTiles.length / (qb * b), qb * b]);
-  const perSlot = gatherRows(tiles, tf.tensor1d(plan.slotMask, 'int32'));
-  return tf.reshape(tf.transpose(tf.reshape(perSlot, [rows, queryBlocks, kept, qb, b]), [0, 1, 3, 2, 4]), [
-    rows,
-    1,
-    queryBlocks * qb,
-    1,
-    kept * b,
-  ]);
+function groupMask(plan: BlockPlan, group: PlanGroup, tiles: tf.Tensor): tf.Tensor {
+  const { queryBlockSize: qb, blockSize: b } = plan;
+  const { kept, units } = group;
+  const rows = new Int32Array(units.length * qb * kept);
+  units.forEach((unit, u) => {
+    for (let i = 0; i < qb; i++) {
+      for (let s = 0; s < kept; s++) {
+        rows[(u * qb + i) * kept + s] = plan.slotMask[unit * plan.kept + s]! * qb + i;
+      }
+    }
+  });
+  const indices = tf.tensor1d(rows, 'int32');
+  const gathered = gatherRows(tiles, indices);
+  return then([indices, gathered], tf.reshape(gathered, [1, 1, units.length * qb, 1, kept * b]));
+}
+
+/**
+ * `scores + mask` whose gradient is `dy` alone: `tf.add` would keep both operands for backprop, a
+ * whole score tensor per group, though its gradient needs neither.
+ */
+function addMask(scores: tf.Tensor, mask: tf.Tensor): tf.Tensor {
+  const add = tf.customGrad((...args) => ({
+    value: tf.add(args[0] as tf.Tensor, mask),
+    gradFunc: (dy: tf.Tensor) => dy,
+  }));
+  return add(scores);
+}
+
+/**
+ * One group's attention: its instances' queries (`[instances, queryBlockSize * group, keyDim]`,
+ * scaled) against their gathered key blocks; returns `[instances, queryBlockSize * group *
+ * valueDim]`. Each score-sized intermediate is disposed once the next is made (backprop keeps its
+ * own handle on what it needs), so a forward pass holds at most two of them at a time.
+ */
+function groupAttention(
+  queries: tf.Tensor3D,
+  keyTable: tf.Tensor,
+  valueTable: tf.Tensor,
+  maskTiles: tf.Tensor | undefined,
+  plan: BlockPlan,
+  group: PlanGroup,
+  layout: GroupLayout,
+  options: BlockAttentionOptions,
+): tf.Tensor {
+  const { numKvHeads: kvHeads, keyDim, valueDim } = options;
+  const heads = options.numHeads / kvHeads;
+  const { queryBlockSize: qb, blockSize: b } = plan;
+  const instances = layout.queryRows.length;
+  const keys = layout.kept * b;
+  const rows = layout.units * qb;
+  const gathered = gatherBlocks(keyTable, layout.keyRows, instances, keyDim);
+  const keysT = then([gathered], tf.transpose(gathered, [0, 2, 1]) as tf.Tensor3D);
+  const product = then([keysT], batchMatMul(queries, keysT));
+  // Seen as [expand, kvHeads, unit queries, group, kept keys] to broadcast per-pair terms.
+  let scores = then([product], tf.reshape(product, [layout.expand, kvHeads, rows, heads, keys]));
+  const replace = (next: tf.Tensor) => {
+    scores = then([scores], next);
+  };
+  const biased = options.scoreMods.some((mod) => mod.type !== 'softcap');
+  const pairs = biased ? relativePositions(layout, qb) : undefined;
+  for (const mod of options.scoreMods) {
+    if (mod.type === 'softcap') {
+      replace(tf.div(scores, mod.cap));
+      replace(tf.tanh(scores));
+      replace(tf.mul(scores, mod.cap));
+    } else {
+      const bias = tf.tidy(() => modBias(mod, pairs!, rows, keys, options));
+      replace(then([bias], tf.add(scores, bias)));
+    }
+  }
+  if (group.masked) {
+    const mask = groupMask(plan, group, maskTiles!);
+    replace(then([mask], addMask(scores, mask)));
+  }
+  replace(tf.softmax(scores));
+  replace(tf.reshape(scores, [instances, qb * heads, keys]));
+  const values = gatherBlocks(valueTable, layout.keyRows, instances, valueDim);
+  const attended = then([values], batchMatMul(scores as tf.Tensor3D, values));
+  return then([scores, attended], tf.reshape(attended, [instances, qb * heads * valueDim]));
 }
 
 /**
@@ -165,6 +271,12 @@ function planMask(plan: BlockPlan): tf.Tensor {
  * score modifiers, the mask of partly kept tiles and sentinels, the softmax and the weighted sum
  * of the gathered values follow. No dense `n x n` score matrix is ever built: memory and work
  * grow with the kept tiles.
+ *
+ * Query blocks are computed group by group ({@link BlockPlan}'s `groups`, by the length of their
+ * kept lists), each padded only to its own longest list, so a causal pattern or a global block
+ * does not make every query block compute every key block. A group's query blocks are gathered
+ * from the query table and the groups' outputs put back in order by one gather; a plan of one
+ * group (a window) needs neither. Each group's intermediates are freed before the next starts.
  *
  * Grouped-query attention: query heads `h * group ... (h + 1) * group - 1` share key/value head
  * `h`, whose blocks are gathered once and multiplied with the whole group's queries at once.
@@ -183,32 +295,39 @@ export function blockAttention(
   const { numHeads: heads, numKvHeads: kvHeads, keyDim, valueDim } = options;
   const group = heads / kvHeads;
   const batch = q.shape[0]!;
-  const { queries, queryBlocks, queryBlockSize: qb, kept, blockSize: b } = plan;
+  const { queries, queryBlocks, queryBlockSize: qb, blockSize: b } = plan;
   return tf.tidy(() => {
-    const indices = tf.tensor1d(gatherIndices(plan, batch, kvHeads), 'int32');
-    // Queries [batch * kvHeads * queryBlocks, qb * group, keyDim]: a block's rows, query-major.
+    // Queries [batch * kvHeads * queryBlocks, qb * group * keyDim]: a block's rows, query-major,
+    // scaled here rather than the scores (kept x blockSize / keyDim times fewer values).
     const qHeads = tf.transpose(tf.reshape(q, [batch, queries, kvHeads, group * keyDim]), [0, 2, 1, 3]);
-    const qBlocks = tf.reshape(tf.mul(padTime(qHeads, queryBlocks * qb), 1 / Math.sqrt(keyDim)), [
+    const queryTable = tf.reshape(tf.mul(padTime(qHeads, queryBlocks * qb), 1 / Math.sqrt(keyDim)), [
       batch * kvHeads * queryBlocks,
-      qb * group,
-      keyDim,
+      qb * group * keyDim,
     ]);
-    const keysT = tf.transpose(gatherBlocks(k, plan, indices), [0, 2, 1]) as tf.Tensor3D;
-    let scores: tf.Tensor = batchMatMul(qBlocks as tf.Tensor3D, keysT);
-    // Seen as [batch, kvHeads, queries (padded), group, kept keys] to broadcast per-pair terms.
-    scores = tf.reshape(scores, [batch, kvHeads, queryBlocks * qb, group, kept * b]);
-    let pairs: ReturnType<typeof relativePositions> | undefined;
-    for (const mod of options.scoreMods) {
-      if (mod.type === 'softcap') {
-        scores = tf.mul(tf.tanh(tf.div(scores, mod.cap)), mod.cap);
-      } else {
-        pairs ??= relativePositions(plan);
-        scores = tf.add(scores, modBias(mod, pairs, plan, options));
-      }
+    const keyTable = blockTable(k, plan);
+    const valueTable = blockTable(v, plan);
+    const maskTiles = plan.masked ? tf.tensor2d(plan.maskTiles, [plan.maskTiles.length / b, b]) : undefined;
+    const layouts = plan.groups.map((g) => groupLayout(plan, g, batch, kvHeads));
+    const outputs = plan.groups.map((g, at) =>
+      tf.tidy(() => {
+        const layout = layouts[at]!;
+        const rows = layout.identity
+          ? queryTable
+          : gatherRows(queryTable, tf.tensor1d(layout.queryRows, 'int32'));
+        const groupQueries = tf.reshape(rows, [layout.queryRows.length, qb * group, keyDim]) as tf.Tensor3D;
+        return groupAttention(groupQueries, keyTable, valueTable, maskTiles, plan, g, layout, options);
+      }),
+    );
+    let attended: tf.Tensor;
+    if (layouts.length === 1 && layouts[0]!.identity) {
+      attended = outputs[0]!;
+    } else {
+      // Where each query block of the table ended up among the groups' outputs, laid end to end.
+      const from = new Int32Array(batch * kvHeads * queryBlocks);
+      let at = 0;
+      for (const layout of layouts) for (const row of layout.queryRows) from[row] = at++;
+      attended = gatherRows(tf.concat(outputs, 0), tf.tensor1d(from, 'int32'));
     }
-    if (plan.masked) scores = tf.add(scores, planMask(plan));
-    const probs = tf.reshape(tf.softmax(scores), [batch * kvHeads * queryBlocks, qb * group, kept * b]);
-    const attended = batchMatMul(probs as tf.Tensor3D, gatherBlocks(v, plan, indices));
     let merged = tf.slice(tf.reshape(attended, [batch, kvHeads, queryBlocks * qb, group * valueDim]), 0, [
       batch,
       kvHeads,
@@ -221,29 +340,31 @@ export function blockAttention(
   });
 }
 
-/** The keys and values {@link blockAttention} gathers, in bytes (float32), sentinel slots included. */
+/** Tiles {@link blockAttention} computes over `batch` rows: every row's when the plan is shared. */
+function computedTiles(plan: BlockPlan, batch: number): number {
+  return plan.rows === 1 ? batch * plan.computedTiles : plan.computedTiles;
+}
+
+/**
+ * The keys and values {@link blockAttention} gathers, in bytes (float32): every slot it computes,
+ * the sentinels padding each group included.
+ */
 export function gatheredBytes(plan: BlockPlan, batch: number, options: BlockAttentionOptions): number {
   return (
-    4 *
-    batch *
-    options.numKvHeads *
-    plan.queryBlocks *
-    plan.kept *
-    plan.blockSize *
-    (options.keyDim + options.valueDim)
+    4 * computedTiles(plan, batch) * options.numKvHeads * plan.blockSize * (options.keyDim + options.valueDim)
   );
 }
 
 /**
- * FLOPs of the attention the kept tiles cost (a multiply-add counts 2), over `batch` rows: per
- * tile and query head, the scores and the weighted sum, the softmax (5 per score), the mask and
- * each score modifier (2 per score); plus scaling the queries.
+ * FLOPs of the tiles {@link blockAttention} computes (a multiply-add counts 2), over `batch` rows:
+ * per tile (kept ones and each group's sentinel padding) and query head, the scores and the
+ * weighted sum, the softmax (5 per score), the mask and each score modifier (2 per score); plus
+ * scaling the queries.
  */
 export function keptTileFlops(plan: BlockPlan, batch: number, options: BlockAttentionOptions): number {
   const perScore = 2 * options.keyDim + 2 * options.valueDim + 5 + 1 + 2 * options.scoreMods.length;
-  const tiles = plan.rows === 1 ? batch * plan.keptTiles : plan.keptTiles;
   return (
-    tiles * options.numHeads * plan.queryBlockSize * plan.blockSize * perScore +
+    computedTiles(plan, batch) * options.numHeads * plan.queryBlockSize * plan.blockSize * perScore +
     batch * plan.queries * options.numHeads * options.keyDim
   );
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { type BlockPlan, planBlocks } from './block-plan.js';
+import { type BlockPlan, MAX_GROUPS, planBlocks } from './block-plan.js';
 import type { Pattern } from './pattern.js';
 import { MASKED_SCORE } from './routing-attention.js';
 import { referenceKeep } from './test-models.js';
@@ -29,6 +29,38 @@ function planKeep(plan: BlockPlan, r = 0): Uint8Array {
   return out;
 }
 
+/**
+ * Checks a plan's groups: every query block of every row in exactly one, in ascending order, each
+ * group's `kept` covering its query blocks' lists (slots past it are sentinels), its `masked`
+ * flag true iff one of its slots needs a mask, and `computedTiles` their sum. Returns each
+ * group's list lengths.
+ */
+function checkGroups(plan: BlockPlan): number[][] {
+  const seen = new Uint8Array(plan.rows * plan.queryBlocks);
+  let computed = 0;
+  const lengths = plan.groups.map((group) => {
+    expect(Array.from(group.units)).toEqual(Array.from(group.units).sort((a, b) => a - b));
+    let masked = false;
+    const own = Array.from(group.units, (unit) => {
+      seen[unit]! += 1;
+      const slots = plan.slots.subarray(unit * plan.kept, (unit + 1) * plan.kept);
+      const masks = plan.slotMask.subarray(unit * plan.kept, (unit + 1) * plan.kept);
+      const length = slots.indexOf(plan.keyBlocks);
+      expect(slots.subarray(group.kept).every((block) => block === plan.keyBlocks)).toBe(true);
+      masked ||= masks.subarray(0, group.kept).some((m) => m !== 0);
+      return length < 0 ? plan.kept : length;
+    });
+    expect(Math.max(1, ...own)).toBe(group.kept);
+    expect(group.masked).toBe(masked);
+    computed += group.units.length * group.kept;
+    return own;
+  });
+  expect(Array.from(seen).every((count) => count === 1)).toBe(true);
+  expect(plan.computedTiles).toBe(computed);
+  expect(plan.groups.length).toBeLessThanOrEqual(MAX_GROUPS);
+  return lengths;
+}
+
 describe('block plans', () => {
   it('keeps exactly the pairs of the pattern, padding the lists with masked sentinels', () => {
     const pattern: Pattern = {
@@ -56,6 +88,49 @@ describe('block plans', () => {
     expect(plan.partialTiles).toBe(14); // the neighbours keep a triangle each
     expect(plan.maskTiles.length / 64).toBe(4); // kept, dropped, and the two triangles
     expect(planKeep(plan)).toEqual(referenceKeep(pattern, 64, 8));
+  });
+
+  it('groups query blocks by the length of their lists, so long lists pad only their own group', () => {
+    // Causal, 64 query blocks keeping 1 to 64 key blocks: one group would compute all 64 x 64.
+    const causal = planBlocks({ pattern: { type: 'causal' }, blockSize: 4, queries: 256, keys: 256 });
+    expect(causal.keptTiles).toBe((64 * 65) / 2);
+    checkGroups(causal);
+    expect(causal.groups.length).toBeGreaterThan(1);
+    expect(causal.computedTiles).toBeLessThanOrEqual(1.125 * causal.keptTiles);
+    expect(causal.computedTiles).toBeLessThan(0.6 * causal.denseTiles);
+    // A global block: its query block keeps all 32 key blocks, the others 3 to 4.
+    const longformer = planBlocks({
+      pattern: { type: 'longformer', windowBlocks: 3, globalBlocks: [0] },
+      blockSize: 4,
+      queries: 128,
+      keys: 128,
+    });
+    const lengths = checkGroups(longformer);
+    expect(longformer.groups.map((g) => g.kept)).toEqual([4, 32]);
+    expect(lengths[1]).toEqual([32]);
+    expect(longformer.computedTiles).toBe(31 * 4 + 32);
+    // A window's lists differ only at the start: one group, in table order, the old padded plan.
+    const window = planBlocks({
+      pattern: { type: 'window', before: 8, after: 8 },
+      blockSize: 4,
+      queries: 128,
+      keys: 128,
+    });
+    checkGroups(window);
+    expect(window.groups.length).toBe(1);
+    expect(window.computedTiles).toBe(window.queryBlocks * window.kept);
+    // Per-row plans group the query blocks of every row together.
+    const padding = Array.from({ length: 2 * 40 }, (_, i) => (i >= 30 && i < 40 ? 0 : 1));
+    const padded = planBlocks({
+      pattern: { type: 'causal' },
+      blockSize: 4,
+      queries: 40,
+      keys: 40,
+      rows: 2,
+      padding,
+    });
+    checkGroups(padded);
+    expect(padded.computedTiles).toBeLessThanOrEqual(1.125 * padded.keptTiles + padded.groups.length);
   });
 
   it('caches a static plan per sequence and replans data-dependent ones per call', () => {

@@ -31,10 +31,24 @@ export interface PlanRequest {
 }
 
 /**
+ * Query blocks computed together: each gathers its first `kept` slots, so a query block whose list
+ * is shorter computes sentinel tiles up to the group's longest list.
+ */
+export interface PlanGroup {
+  /** Slots each query block of the group gathers: the longest kept list among them. */
+  kept: number;
+  /** `row * queryBlocks + queryBlock` of each query block of the group, ascending. */
+  units: Int32Array;
+  /** Whether any of those slots needs a mask (a tile kept in part, or a sentinel). */
+  masked: boolean;
+}
+
+/**
  * The host plan of one call: per batch row (or one for every row when nothing in it depends on
  * the data) and per query block, the key blocks it keeps, padded to the longest list with a
- * sentinel; and the additive masks of the tiles kept only in part. Plain data: a decision the
- * taped step replays.
+ * sentinel; the groups of query blocks computed together (lists of similar lengths, so a few long
+ * lists do not make every query block compute as many tiles); and the additive masks of the tiles
+ * kept only in part. Plain data: a decision the taped step replays.
  */
 export interface BlockPlan {
   /** Keys per key block. */
@@ -68,6 +82,11 @@ export interface BlockPlan {
   /** Whether any slot needs a mask (some tile partly kept, or a sentinel). */
   masked: boolean;
   /**
+   * Every query block of every row in exactly one group, by the length of its kept list; one
+   * group when the lists are (nearly) equal. See {@link groupUnits}.
+   */
+  groups: PlanGroup[];
+  /**
    * `[rows, queries]`: 1 for a query that keeps at least one key, 0 for one that keeps none (a
    * padded query): its attention output is zero. Absent when every query keeps a key.
    */
@@ -76,6 +95,11 @@ export interface BlockPlan {
   keptTiles: number;
   /** Of which kept only in part (they cost a full tile, with a mask). */
   partialTiles: number;
+  /**
+   * Tiles the kernel computes, summed over rows: each group's query blocks times its `kept`, so
+   * kept tiles plus the sentinels padding each group (at least one tile per query block).
+   */
+  computedTiles: number;
   /** Tiles a dense attention would compute, summed over rows (`rows * queryBlocks * keyBlocks`). */
   denseTiles: number;
 }
@@ -216,7 +240,8 @@ function makePlan(request: PlanRequest): BlockPlan {
       lists.push(list);
     }
   }
-  const kept = Math.max(1, ...lists.map((l) => l.length));
+  const lengths = lists.map((l) => Math.max(1, l.length));
+  const kept = Math.max(...lengths);
   const slots = new Int32Array(rows * queryBlocks * kept).fill(keyBlocks);
   const slotMask = new Int32Array(rows * queryBlocks * kept).fill(1);
   lists.forEach((list, at) => {
@@ -228,6 +253,14 @@ function makePlan(request: PlanRequest): BlockPlan {
   const maskTiles = new Float32Array(masks.tiles.length * qb * b);
   masks.tiles.forEach((tile, t) => {
     maskTiles.set(tile, t * qb * b);
+  });
+  const groups = groupUnits(lengths).map((units) => {
+    const groupKept = Math.max(...Array.from(units, (u) => lengths[u]!));
+    let masked = false;
+    for (const u of units) {
+      for (let s = 0; s < groupKept; s++) masked ||= slotMask[u * kept + s] !== 0;
+    }
+    return { kept: groupKept, units, masked };
   });
   return {
     blockSize: b,
@@ -242,10 +275,70 @@ function makePlan(request: PlanRequest): BlockPlan {
     slots,
     slotMask,
     maskTiles,
-    masked: slotMask.some((m) => m !== 0),
+    masked: groups.some((g) => g.masked),
+    groups,
     ...(alive.every((a) => a === 1) ? {} : { alive: Float32Array.from(alive) }),
     keptTiles,
     partialTiles,
+    computedTiles: groups.reduce((sum, g) => sum + g.units.length * g.kept, 0),
     denseTiles: rows * queryBlocks * keyBlocks,
   };
+}
+
+/** Most groups a plan is cut into: each costs the kernel a dozen more ops (and shaders on webgl). */
+export const MAX_GROUPS = 8;
+/** Padding a plan may compute beyond its kept tiles before another group is worth its ops. */
+const PADDING_ALLOWED = 1 / 8;
+
+/**
+ * Groups units (query blocks of a row) by the length of their kept lists: each group computes its
+ * longest length for every unit in it, so the cut into ranges of lengths is chosen to pad little.
+ * Returns the fewest groups (at most {@link MAX_GROUPS}) whose padding is within
+ * {@link PADDING_ALLOWED} of the kept tiles, or the least padded cut into `MAX_GROUPS`: one group
+ * when the lengths are (nearly) equal, as a window's are; a handful for `causal` (lengths 1 to
+ * n / blockSize) or global blocks (one list of every block among short ones). Each group lists
+ * its units in ascending order.
+ */
+function groupUnits(lengths: readonly number[]): Int32Array[] {
+  // Distinct lengths ascending, and how many units have each: a group is a range of them.
+  const counts = new Map<number, number>();
+  for (const len of lengths) counts.set(len, (counts.get(len) ?? 0) + 1);
+  const distinct = [...counts.keys()].sort((x, y) => x - y);
+  const m = distinct.length;
+  const before = [0];
+  for (const len of distinct) before.push(before.at(-1)! + counts.get(len)!);
+  const needed = lengths.reduce((sum, l) => sum + l, 0);
+  // best[j]: least tiles computed for the first j + 1 lengths by the groups so far; cuts[g][j]:
+  // where the range of group g starts in the best cut of those lengths (-1: group g unused).
+  let best = distinct.map((len, j) => before[j + 1]! * len);
+  const cuts: Int32Array[] = [new Int32Array(m)];
+  while (best[m - 1]! > needed * (1 + PADDING_ALLOWED) && cuts.length < Math.min(MAX_GROUPS, m)) {
+    const next = best.slice();
+    const cut = new Int32Array(m).fill(-1);
+    for (let j = 1; j < m; j++) {
+      for (let i = 1; i <= j; i++) {
+        const cost = best[i - 1]! + (before[j + 1]! - before[i]!) * distinct[j]!;
+        if (cost < next[j]!) {
+          next[j] = cost;
+          cut[j] = i;
+        }
+      }
+    }
+    best = next;
+    cuts.push(cut);
+  }
+  // Walks the cuts back from the longest length: the range of distinct lengths of each group.
+  const groupOf = new Map<number, number>();
+  let end = m - 1;
+  for (let g = cuts.length - 1; g >= 0 && end >= 0; g--) {
+    const start = cuts[g]![end]!;
+    if (start < 0) continue;
+    for (let j = start; j <= end; j++) groupOf.set(distinct[j]!, g);
+    end = start - 1;
+  }
+  const members = Array.from({ length: cuts.length }, () => [] as number[]);
+  lengths.forEach((len, u) => {
+    members[groupOf.get(len)!]!.push(u);
+  });
+  return members.filter((units) => units.length > 0).map((units) => Int32Array.from(units));
 }

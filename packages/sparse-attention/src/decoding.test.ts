@@ -42,9 +42,11 @@ const tokenFeeds: Feeds = (tokens, from, to) => ({
 });
 
 /**
- * Greedy generation of `steps` tokens after `prompt`, in a session (the prompt in one run, then
- * one position per run) and by recomputing the whole prefix each step, checking at each step that
- * the next-token logits agree. Returns both token sequences.
+ * Greedy generation of `steps` tokens after `prompt` in a session (the prompt in one run, then one
+ * position per run), checked against recomputing the whole prefix at each step: one run over the
+ * generated sequence gives, at each position, the logits a recomputation of the prefix up to it
+ * would (causal layers), so each step's logits must agree with them and greedy decoding of them
+ * gives the same tokens. Returns both token sequences.
  */
 async function greedyBothWays(
   model: Model,
@@ -54,23 +56,30 @@ async function greedyBothWays(
   check?: (model: Model, session: ReturnType<Model['session']>) => void,
 ): Promise<{ session: number[]; full: number[] }> {
   const session = model.session();
-  const tokens = { session: [...prompt], full: [...prompt] };
+  const tokens = [...prompt];
+  const stepLogits: tf.Tensor[] = [];
   for (let s = 0; s < steps; s++) {
-    const start = s === 0 ? 0 : tokens.session.length - 1;
-    const incremental = feeds(tokens.session, start, tokens.session.length);
-    const whole = feeds(tokens.full, 0, tokens.full.length);
-    const [a, b] = [await session.predict(incremental), await model.predict(whole)];
-    const lastOf = (logits: tf.Tensor) => tf.slice(logits, [0, logits.shape[1]! - 1, 0], [1, 1, VOCAB]);
-    const [la, lb] = [lastOf(a), lastOf(b)];
-    await expectClose(la, lb, { label: `step ${s}` });
-    const [na, nb] = tf.tidy(() => [tf.argMax(tf.reshape(la, [VOCAB])), tf.argMax(tf.reshape(lb, [VOCAB]))]);
-    tokens.session.push((await na.data())[0]!);
-    tokens.full.push((await nb.data())[0]!);
+    const start = s === 0 ? 0 : tokens.length - 1;
+    const incremental = feeds(tokens, start, tokens.length);
+    const logits = await session.predict(incremental);
+    const last = tf.slice(logits, [0, logits.shape[1]! - 1, 0], [1, 1, VOCAB]);
+    const next = tf.tidy(() => tf.argMax(tf.reshape(last, [VOCAB])));
+    tokens.push((await next.data())[0]!);
+    stepLogits.push(last);
     check?.(model, session);
-    tf.dispose([...Object.values(incremental), ...Object.values(whole), a, b, la, lb, na!, nb!]);
+    tf.dispose([...Object.values(incremental), logits, next]);
   }
   session.dispose();
-  return tokens;
+  // The positions whose logits chose a generated token: the last of the prompt, then each but the last generated.
+  const whole = feeds(tokens, 0, tokens.length - 1);
+  const recomputed = await model.predict(whole);
+  const chosen = tf.slice(recomputed, [0, prompt.length - 1, 0], [1, steps, VOCAB]);
+  const stepped = tf.concat(stepLogits, 1);
+  await expectClose(stepped, chosen, { label: 'logits of the steps' });
+  const greedy = tf.tidy(() => tf.argMax(tf.reshape(chosen, [steps, VOCAB]), 1));
+  const full = [...prompt, ...(await greedy.data())];
+  tf.dispose([...Object.values(whole), recomputed, chosen, stepped, greedy, ...stepLogits]);
+  return { session: tokens, full };
 }
 
 describeEachBackend('decoding with a session', (backend) => {

@@ -366,10 +366,11 @@ function sessionOf(ctx: OpContext<SparseAttentionAttrs>) {
  *   session, only those the pattern can still reach (the last `before` positions of a look-back
  *   window), and the position offset; a run of new tokens is planned and computed the same way,
  *   giving what a run over the whole sequence gives. Other patterns ignore the session.
- * - **FLOPs**: the projections and the tiles the pattern keeps (for a data-dependent pattern, the
- *   tiles it may keep: `document` and an input prefix counted as full); the report's stats hold
- *   the tiles this call kept (`keptTiles`, `partialTiles`, `denseTiles`) and its bytes the keys
- *   and values gathered.
+ * - **FLOPs**: the projections and the tiles the kernel computes: those the pattern keeps plus
+ *   the sentinels padding each group of query blocks (for a data-dependent pattern, the tiles it
+ *   may keep: `document` and an input prefix counted as full); the report's stats hold the tiles
+ *   of this call (`keptTiles`, `partialTiles`, `computedTiles`, `denseTiles`) and the groups they
+ *   were computed in (`tileGroups`), and its bytes the keys and values gathered.
  */
 export const sparseAttentionOp = defineOp<SparseAttentionAttrs>({
   type: SPARSE_ATTENTION_OP,
@@ -665,6 +666,8 @@ export const sparseAttentionOp = defineOp<SparseAttentionAttrs>({
       const plan = decision.plan;
       ctx.record('keptTiles', plan.keptTiles);
       ctx.record('partialTiles', plan.partialTiles);
+      ctx.record('computedTiles', plan.computedTiles);
+      ctx.record('tileGroups', plan.groups.length);
       ctx.record('denseTiles', plan.denseTiles);
       ctx.addCompute({ bytes: gatheredBytes(plan, batch, kernelOptions(ctx, s)) });
     }

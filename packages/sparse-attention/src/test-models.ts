@@ -9,9 +9,9 @@ import {
   type Model,
   resolveAttrs,
 } from '@dynn/core';
-import { seededUniform } from '@dynn/testing';
+import { activateBackend, isGpuBackend, seededUniform, testBackends } from '@dynn/testing';
 import * as tf from '@tensorflow/tfjs-core';
-import { afterEach, beforeEach } from 'vitest';
+import { afterEach, beforeEach, describe } from 'vitest';
 import type { Pattern } from './pattern.js';
 import { randomKeyBlocks } from './pattern.js';
 import { sparseAttention } from './plugin.js';
@@ -256,10 +256,54 @@ export function seededParams(
   return out;
 }
 
+/** An op context for {@link sparseAttentionOp} alone on `inputs`, with `params` and a decision. */
+function opContext(
+  attrs: SparseAttentionAttrs,
+  inputs: tf.Tensor[],
+  params: Record<string, tf.Tensor>,
+  decision?: unknown,
+) {
+  const batch = inputs[0]!.shape[0]!;
+  return createOpContext({
+    node: { name: 'attn', op: sparseAttentionOp.type, inputs: [], outputs: [], attrs },
+    attrs,
+    params,
+    state: {},
+    training: false,
+    options: {},
+    rows: { batchSize: batch, indices: Int32Array.from({ length: batch }, (_, i) => i) },
+    inputGradients: inputs.map((_, i) => i === 0),
+    seed: 1,
+    ...(decision === undefined ? {} : { decision }),
+  }).context;
+}
+
 /**
- * Runs the op alone on `inputs` with `params`: its decide step, then its forward under
- * `tf.grads`, returning the output and the gradients of `sum(output * weights)` with respect to
- * `x` and every parameter (in `Object.keys(params)` order).
+ * Runs the op alone on `inputs` with `params`: its decide step, then its forward. Returns the
+ * output and `forward`, the forward as a function of `x` and the parameters' values (in
+ * `Object.keys(params)` order) under that decision.
+ */
+export async function runOpAlone(
+  attrs: SparseAttentionAttrs,
+  inputs: tf.Tensor[],
+  params: Record<string, tf.Tensor>,
+): Promise<{ output: tf.Tensor; forward: (x: tf.Tensor, ...values: tf.Tensor[]) => tf.Tensor }> {
+  const decision = await sparseAttentionOp.decide!(opContext(attrs, inputs, params), inputs);
+  const names = Object.keys(params);
+  const forward = (x: tf.Tensor, ...values: tf.Tensor[]) => {
+    const p = Object.fromEntries(names.map((name, i) => [name, values[i]!]));
+    const [y] = sparseAttentionOp.forward(opContext(attrs, inputs, p, decision), [
+      x,
+      ...inputs.slice(1),
+    ]) as tf.Tensor[];
+    return y!;
+  };
+  return { output: forward(inputs[0]!, ...names.map((n) => params[n]!)), forward };
+}
+
+/**
+ * {@link runOpAlone}, then the gradients of `sum(output * weights)` with respect to `x` and
+ * every parameter (in `Object.keys(params)` order) under `tf.grads`.
  */
 export async function opWithGradients(
   attrs: SparseAttentionAttrs,
@@ -267,33 +311,10 @@ export async function opWithGradients(
   params: Record<string, tf.Tensor>,
   weights: tf.Tensor,
 ): Promise<{ output: tf.Tensor; grads: tf.Tensor[] }> {
-  const make = (p: Record<string, tf.Tensor>, decision?: unknown) =>
-    createOpContext({
-      node: { name: 'attn', op: sparseAttentionOp.type, inputs: [], outputs: [], attrs },
-      attrs,
-      params: p,
-      state: {},
-      training: false,
-      options: {},
-      rows: {
-        batchSize: inputs[0]!.shape[0]!,
-        indices: Int32Array.from({ length: inputs[0]!.shape[0]! }, (_, i) => i),
-      },
-      inputGradients: inputs.map((_, i) => i === 0),
-      seed: 1,
-      ...(decision === undefined ? {} : { decision }),
-    }).context;
-  const decision = await sparseAttentionOp.decide!(make(params), inputs);
-  const names = Object.keys(params);
-  const forward = (x: tf.Tensor, ...values: tf.Tensor[]) => {
-    const p = Object.fromEntries(names.map((name, i) => [name, values[i]!]));
-    const [y] = sparseAttentionOp.forward(make(p, decision), [x, ...inputs.slice(1)]) as tf.Tensor[];
-    return y!;
-  };
-  const output = forward(inputs[0]!, ...names.map((n) => params[n]!));
+  const { output, forward } = await runOpAlone(attrs, inputs, params);
   const grads = tf.grads((x: tf.Tensor, ...values: tf.Tensor[]) =>
     tf.sum(tf.mul(forward(x, ...values), weights)),
-  )([inputs[0]!, ...names.map((n) => params[n]!)]);
+  )([inputs[0]!, ...Object.values(params)]);
   return { output, grads };
 }
 
@@ -358,4 +379,38 @@ export function shapeUniformsOnWebgl(backend: BackendName): void {
   afterEach(() => {
     tf.env().set('WEBGL_USE_SHAPES_UNIFORMS', false);
   });
+}
+
+/**
+ * The values of `compute`'s tensors computed on the cpu backend (inputs it makes are freed), then
+ * the backend active before made active again: references computed once, in plain float32 on the
+ * host, that every backend's results are held to, with no reference shaders compiled on a GPU.
+ */
+export async function valuesOnCpu(compute: () => tf.Tensor[]): Promise<Float32Array[]> {
+  const previous = tf.getBackend() as BackendName;
+  await activateBackend('cpu');
+  try {
+    const tensors = tf.tidy(compute);
+    const values = await Promise.all(tensors.map((t) => t.data() as Promise<Float32Array>));
+    tf.dispose(tensors);
+    return values;
+  } finally {
+    await activateBackend(previous);
+  }
+}
+
+/**
+ * {@link describeEachBackend} on the backends that compute on the CPU (cpu and wasm in Node, wasm
+ * in a browser), for tests of what a GPU computes no differently: plans, reports, saving,
+ * the op's wiring. The kernel's numerics are held to a reference on every backend elsewhere.
+ */
+export function describeOnCpuBackends(name: string, body: (backend: BackendName) => void): void {
+  for (const backend of testBackends().filter((b) => !isGpuBackend(b))) {
+    describe(`${name} [${backend}]`, () => {
+      beforeEach(async () => {
+        await activateBackend(backend);
+      });
+      body(backend);
+    });
+  }
 }
