@@ -238,6 +238,8 @@ describeOnCpuBackends('sparse-attention.SparseAttention', (backend) => {
     expect(losses.map((l) => l.name)).toEqual(['commitment']);
     const trainer = new Trainer(model, { loss: 'meanSquaredError', optimizer: tf.train.sgd(0.1) });
     await trainer.step(x, x, 1);
+    // A step (commitment loss and centroid update included) leaves no tensor behind.
+    await expectNoLeaks(() => trainer.step(x, x, 2));
     const moved = tf.tidy(() => tf.max(tf.abs(tf.sub(before, model.state.get('attn/centroids')!))));
     expect((await moved.data())[0]).toBeGreaterThan(0);
     trainer.dispose();

@@ -577,9 +577,11 @@ export const sparseAttentionOp = defineOp<SparseAttentionAttrs>({
     const inputGradient = ctx.inputGradients[0] ?? true;
     const session = sessionOf(ctx);
     const writes: [string, tf.Tensor][] = [];
-    const losses: tf.Scalar[] = [];
     let centroids: tf.Tensor | undefined;
-    const output = tf.tidy(() => {
+    // The commitment loss leaves the tidy as a result, not kept: the caller's scope (the
+    // gradient tape's, in training) then frees it with the rest of the step.
+    const [output, ...losses] = tf.tidy(() => {
+      const losses: tf.Tensor[] = [];
       const heads: tf.Tensor[] = [];
       if (decision.plan !== undefined) {
         const plan = decision.plan;
@@ -639,7 +641,7 @@ export const sparseAttentionOp = defineOp<SparseAttentionAttrs>({
           if (ctx.training) {
             const unit = unitCentroids(ctx);
             centroids = tf.keep(centroidUpdate(unit, qk, plan, attrs.routing.decay));
-            if (attrs.routing.commitment > 0) losses.push(tf.keep(commitmentLoss(qk, unit, plan)));
+            if (attrs.routing.commitment > 0) losses.push(commitmentLoss(qk, unit, plan));
           }
         }
         heads.push(mergeHeads(tf.reshape(routed, [batch, s.routingHeads, time, s.valueDim])));
@@ -654,14 +656,14 @@ export const sparseAttentionOp = defineOp<SparseAttentionAttrs>({
       // A padded position outputs zeros, whatever the output bias.
       if (padding !== undefined)
         out = tf.mul(out, tf.reshape(tf.cast(tf.notEqual(padding, 0), 'float32'), [batch, time, 1]));
-      return out;
+      return [out, ...losses];
     });
     if (session !== undefined) {
       session.write('offset', decision.offset + time);
       for (const [name, value] of writes) session.write(name, value);
     }
     if (centroids !== undefined) ctx.updateState('centroids', centroids);
-    for (const loss of losses) ctx.addLoss(loss, 'commitment');
+    for (const loss of losses) ctx.addLoss(loss as tf.Scalar, 'commitment');
     if (decision.plan !== undefined) {
       const plan = decision.plan;
       ctx.record('keptTiles', plan.keptTiles);
@@ -676,7 +678,7 @@ export const sparseAttentionOp = defineOp<SparseAttentionAttrs>({
       ctx.record('clusterSizes', Array.from(decision.routing.clusterSizes));
       ctx.addCompute({ bytes: decision.routing.bytes });
     }
-    return [output];
+    return [output!];
   },
   flops(attrs, inputs) {
     const [batch, time, features] = inputs[0] as [number, number, number];
