@@ -198,6 +198,17 @@ const CLI_COMMANDS: CliCase[] = [
     expect: /per-expert load \(dropless\)/,
     files: ['{out}/demo-moe-router/experts-by-class.svg'],
   },
+  {
+    name: 'dynn inspect (a sparse-attention model)',
+    args: ['inspect', '{fixtures}/sparse-attention-model/model.json'],
+    expect: /sparse-attention\.SparseAttention/,
+  },
+  {
+    name: 'dynn demo sparse-attention --quick',
+    args: ['demo', 'sparse-attention', '--quick', '--no-progress', '--out', '{out}/demo-sparse-attention'],
+    expect: /recomputing the prefix for every character: the same text/,
+    files: ['{out}/demo-sparse-attention/result.json'],
+  },
 ];
 
 /** The tfjs packages a dynn app installs next to dynn (the peers), and the type-check's tools. */

@@ -14,6 +14,7 @@ async function main() {
     '@dynn/early-exit': require('@dynn/early-exit'),
     '@dynn/sorted-net': require('@dynn/sorted-net'),
     '@dynn/moe-router': require('@dynn/moe-router'),
+    '@dynn/sparse-attention': require('@dynn/sparse-attention'),
     // ESM only, as vitest is: CommonJS code loads it with import().
     '@dynn/testing': await import('@dynn/testing'),
   };
@@ -30,6 +31,7 @@ async function main() {
       earlyExit: packages['@dynn/early-exit'],
       sortedNet: packages['@dynn/sorted-net'],
       moeRouter: packages['@dynn/moe-router'],
+      sparseAttention: packages['@dynn/sparse-attention'],
       testing: packages['@dynn/testing'],
       tf: require('@tensorflow/tfjs-core'),
       tfl: require('@tensorflow/tfjs-layers'),

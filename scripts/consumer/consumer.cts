@@ -4,6 +4,7 @@ import { loadDigits } from '@dynn/datasets';
 import { earlyExit, type InsertExitsOptions } from '@dynn/early-exit';
 import { addMoeLayer, type MoeRunOptions, moeOptions, moeRouter } from '@dynn/moe-router';
 import { nestModel, residualCnnGraph, type SubNetwork, sortedNet, subNetworkOptions } from '@dynn/sorted-net';
+import { addSparseAttention, type Pattern, sparseAttention } from '@dynn/sparse-attention';
 
 export function graphWithExit(): Graph {
   const runtime = createRuntime({ plugins: [earlyExit()] });
@@ -46,4 +47,20 @@ export function withExperts(): { graph: Graph; top1: ReturnType<typeof moeOption
   });
   const options: MoeRunOptions = { k: 1, capacityFactor: 0 };
   return { graph: b.build({ y }), top1: moeOptions(options) };
+}
+
+/** A graph with a sparse-attention layer on a causal sliding window of 16. */
+export function withSparseAttention(): Graph {
+  const runtime = createRuntime({ plugins: [sparseAttention()] });
+  const b = new GraphBuilder(runtime);
+  const pattern: Pattern = {
+    type: 'and',
+    of: [{ type: 'causal' }, { type: 'window', before: 15, after: 0 }],
+  };
+  const y = addSparseAttention(b, b.input('x', 'float32', ['batch', 'time', 16]), {
+    numHeads: 2,
+    keyDim: 8,
+    pattern,
+  });
+  return b.build({ y });
 }

@@ -40,6 +40,15 @@ import {
   sortedWindows,
   subNetworkOptions,
 } from '@dynn/sorted-net';
+import {
+  addSparseAttention,
+  type BlockPlan,
+  type Pattern,
+  planBlocks,
+  type RoutingAttrs,
+  type SparseAttentionOptions,
+  sparseAttention,
+} from '@dynn/sparse-attention';
 import { type SeededOptions, seededNormal } from '@dynn/testing';
 import type * as tf from '@tensorflow/tfjs-core';
 
@@ -115,4 +124,40 @@ export async function experts(x: tf.Tensor2D): Promise<{ load: number[]; routing
   });
   model.dispose();
   return { load, routing };
+}
+
+/** A causal sliding window and routing heads on `[batch, time, 32]` features, decoded in a session. */
+export async function sparse(x: tf.Tensor3D): Promise<{ plan: BlockPlan; keptTiles: number }> {
+  const runtime = createRuntime({ plugins: [sparseAttention()] });
+  const b = new GraphBuilder(runtime);
+  const pattern: Pattern = {
+    type: 'and',
+    of: [{ type: 'causal' }, { type: 'window', before: 63, after: 0 }],
+  };
+  const routing: RoutingAttrs = {
+    heads: 1,
+    clusters: 4,
+    window: 32,
+    causal: true,
+    decay: 0.999,
+    commitment: 0,
+  };
+  const layer: SparseAttentionOptions = {
+    numHeads: 4,
+    keyDim: 8,
+    pattern,
+    routing,
+    scoreMods: [{ type: 'alibi' }],
+  };
+  const y = addSparseAttention(b, b.input('x', 'float32', ['batch', 'time', 32]), {
+    ...layer,
+    name: 'attention',
+  });
+  const model: Model = createModel(runtime, b.build({ y }));
+  const session = model.session();
+  const result: RunResult = await session.run(x);
+  const keptTiles = result.report?.nodes.find((n) => n.name === 'attention')?.stats.keptTiles as number;
+  session.dispose();
+  model.dispose();
+  return { plan: planBlocks({ pattern, blockSize: 32, queries: 256, keys: 256 }), keptTiles };
 }

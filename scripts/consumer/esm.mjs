@@ -9,6 +9,7 @@ import * as datasets from '@dynn/datasets';
 import * as earlyExit from '@dynn/early-exit';
 import * as moeRouter from '@dynn/moe-router';
 import * as sortedNet from '@dynn/sorted-net';
+import * as sparseAttention from '@dynn/sparse-attention';
 import * as testing from '@dynn/testing';
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
@@ -22,6 +23,7 @@ const packages = {
   '@dynn/early-exit': earlyExit,
   '@dynn/sorted-net': sortedNet,
   '@dynn/moe-router': moeRouter,
+  '@dynn/sparse-attention': sparseAttention,
   '@dynn/testing': testing,
 };
 // Packages that may not exist yet in the repository: imported when installed.
@@ -41,6 +43,7 @@ await work(
     earlyExit,
     sortedNet,
     moeRouter,
+    sparseAttention,
     testing,
     tf,
     tfl,

@@ -44,7 +44,8 @@ function layersFileWriter(tf, dir) {
 
 /**
  * @param m the loaded modules: `packages` (every @dynn package by name), `core`, `earlyExit`,
- *   `sortedNet`, `moeRouter`, `datasets`, `testing`, `tf` (tfjs-core), `tfl` (tfjs-layers)
+ *   `sortedNet`, `moeRouter`, `sparseAttention`, `datasets`, `testing`, `tf` (tfjs-core), `tfl`
+ *   (tfjs-layers)
  * @param label `esm` or `cjs`, printed before each step
  * @param outDir where the model files (the CLI's fixtures) go
  */
@@ -295,6 +296,8 @@ async function work(m, label, outDir) {
   tf.dispose(Object.values(kvRun.outputs));
   kvModel.dispose();
 
+  await sparseAttentionWork(m, step, outDir);
+
   // @dynn/testing helpers outside vitest (the package is ESM only, as vitest is).
   const seeded = testing.seededNormal([2, 3], { seed: 1 });
   assert.deepEqual(seeded.shape, [2, 3]);
@@ -324,6 +327,104 @@ async function work(m, label, outDir) {
   tf.dispose([train.features, train.labels, test.features, test.labels, expected]);
   for (const r of [run, again, importedRun, dynamic, full]) tf.dispose(Object.values(r.outputs));
   step('done');
+}
+
+/**
+ * Sparse attention: a causal layer of two window heads (a learned relative-position bias) and one
+ * routing head learns to copy the token 4 positions back; the report counts the tiles it kept, a
+ * session decoding one token per run gives what a run over the whole sequence gives, and the
+ * model saves and loads (the CLI inspects the file).
+ */
+async function sparseAttentionWork(m, step, outDir) {
+  const { core, tf } = m;
+  const sa = m.sparseAttention;
+  const vocab = 8;
+  const length = 32;
+  const back = 4;
+  const runtime = core.createRuntime({ plugins: [sa.sparseAttention()] });
+  const b = new core.GraphBuilder(runtime);
+  const tokens = b.input('tokens', 'int32', ['batch', 'time']);
+  const h = b.add('core.Embedding', tokens, { inputDim: vocab, outputDim: 16 }, { name: 'embed' });
+  const attended = sa.addSparseAttention(b, h, {
+    name: 'attention',
+    numHeads: 3,
+    keyDim: 8,
+    blockSize: 8,
+    pattern: { type: 'and', of: [{ type: 'causal' }, { type: 'window', before: 7, after: 0 }] },
+    scoreMods: [{ type: 'relative-bias', buckets: 16, maxDistance: 32, bidirectional: false }],
+    routing: { heads: 1, clusters: 2, window: 8, causal: true, decay: 0.9, commitment: 1e-4 },
+  });
+  const mixed = b.add('core.Add', [h, attended]);
+  const logits = b.add('core.Dense', mixed, { units: vocab }, { name: 'head' });
+  const model = core.createModel(runtime, b.build({ logits }), { seed: 1 });
+  // Random tokens; the target at t is the token at t - 4 (the token itself for the first 4).
+  const batch = (rows, seed) => {
+    const rng = core.createRng(seed);
+    const x = Int32Array.from({ length: rows * length }, () => rng.int(vocab));
+    const y = x.map((_, i) => (i % length >= back ? x[i - back] : x[i]));
+    return { x: tf.tensor2d(x, [rows, length], 'int32'), y: tf.tensor2d(y, [rows, length], 'int32') };
+  };
+  const optimizer = tf.train.adam(1e-2);
+  const trainer = new core.Trainer(model, { loss: 'sparseCategoricalCrossentropy', optimizer });
+  for (let s = 0; s < 80; s++) {
+    const { x, y } = batch(16, s + 1);
+    await trainer.step(x, y, s);
+    tf.dispose([x, y]);
+  }
+  trainer.dispose();
+  optimizer.dispose();
+  const test = batch(32, 999);
+  const run = await model.run(test.x);
+  const copied = await accuracy(tf, run.outputs.logits, test.y);
+  assert.ok(copied > 0.8, `sparse attention copies the token 4 back ${copied} of the time`);
+  const stats = run.report.nodes.find((n) => n.name === 'attention').stats;
+  assert.ok(stats.keptTiles < stats.denseTiles, `kept ${stats.keptTiles} of ${stats.denseTiles} tiles`);
+  assert.equal(
+    stats.clusterSizes.reduce((a, c) => a + c, 0),
+    32 * length,
+  );
+  // A session: the first 20 tokens in one run, then one per run; the last position's logits agree.
+  const first = tf.slice(test.x, [0, 0], [1, length]);
+  const sequence = Array.from(await first.data());
+  first.dispose();
+  const session = model.session();
+  let last;
+  for (const [from, to] of [[0, 20], ...Array.from({ length: length - 20 }, (_, k) => [20 + k, 21 + k])]) {
+    const input = tf.tensor2d(sequence.slice(from, to), [1, to - from], 'int32');
+    tf.dispose(last);
+    last = await session.predict(input);
+    input.dispose();
+  }
+  session.dispose();
+  const whole = tf.tensor2d(sequence, [1, length], 'int32');
+  const full = await model.predict(whole);
+  const lastFull = tf.slice(full, [0, length - 1, 0], [1, 1, vocab]);
+  const decodeDiff = await maxAbsDiff(last, lastFull);
+  assert.ok(decodeDiff < 1e-4, `decoding in a session differs by ${decodeDiff}`);
+  const dir = join(outDir, 'sparse-attention-model');
+  await core.saveModel(model, dir);
+  const loaded = await core.loadModel(runtime, join(dir, 'model.json'));
+  const again = await loaded.run(test.x);
+  assert.equal(
+    await maxAbsDiff(run.outputs.logits, again.outputs.logits),
+    0,
+    'loaded sparse-attention model differs',
+  );
+  step(
+    `sparse-attention: copies the token 4 back ${(copied * 100).toFixed(1)}% of the time, ` +
+      `${stats.keptTiles} of ${stats.denseTiles} tiles kept; session decoding within ${decodeDiff.toExponential(1)}; saved and loaded`,
+  );
+  tf.dispose([
+    test.x,
+    test.y,
+    whole,
+    full,
+    lastFull,
+    last,
+    ...Object.values(run.outputs),
+    ...Object.values(again.outputs),
+  ]);
+  for (const mod of [model, loaded]) mod.dispose();
 }
 
 module.exports = { work };

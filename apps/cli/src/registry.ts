@@ -7,6 +7,7 @@ import { coreCli } from './packages/core.js';
 import { earlyExitCli } from './packages/early-exit.js';
 import { moeRouterCli } from './packages/moe-router.js';
 import { sortedNetCli } from './packages/sorted-net.js';
+import { sparseAttentionCli } from './packages/sparse-attention.js';
 
 /**
  * The packages whose tools, benches and demos `dynn` offers out of the box: one entry per
@@ -17,6 +18,7 @@ export const BUILT_IN_CONTRIBUTIONS: readonly CliContribution[] = [
   earlyExitCli,
   sortedNetCli,
   moeRouterCli,
+  sparseAttentionCli,
 ];
 
 /** Top-level commands a contribution may not take the name of. */

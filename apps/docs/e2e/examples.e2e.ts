@@ -199,6 +199,40 @@ export const EXAMPLE_PAGES: readonly ExamplePage[] = [
       return problems;
     },
   },
+  {
+    name: 'sparse-attention',
+    path: 'examples/sparse-attention.html',
+    async check(page) {
+      const problems: string[] = [];
+      const result = page.locator('[data-testid="result"]');
+      const length = Number(await result.getAttribute('data-length'));
+      const shown = await page.locator('[data-testid="text-view"] button').count();
+      if (!(length > 0) || shown !== length) {
+        problems.push(`the text shows ${shown} characters, the model ran on ${length}`);
+      }
+      const flops = Number(await result.getAttribute('data-attention-flops'));
+      const dense = Number(await result.getAttribute('data-dense-flops'));
+      if (!(flops > 0 && flops < dense)) {
+        problems.push(
+          `the attention computed ${flops} FLOPs, expected fewer than dense attention's ${dense}`,
+        );
+      }
+      return problems;
+    },
+    // A window head from an early character sees at most that character and the 31 before it.
+    async interact(page) {
+      const result = page.locator('[data-testid="result"]');
+      await page.locator('[data-testid="text-view"] button').nth(40).click();
+      const position = await result.getAttribute('data-position');
+      const attended = Number(await result.getAttribute('data-attended'));
+      const kind = await result.getAttribute('data-head-kind');
+      if (position !== '40') return [`clicking the 41st character selected position ${position}`];
+      if (kind === 'window' && !(attended >= 1 && attended <= 32)) {
+        return [`a window head at position 40 attends to ${attended} characters, expected 1 to 32`];
+      }
+      return [];
+    },
+  },
 ];
 
 /** How one page did on one backend. */

@@ -24,10 +24,11 @@ export interface LiveRun {
 
 /**
  * The shared state of a live example component. `work` does one run and returns its result and
- * the images it classified; it runs when the page mounts, on a backend change and on `run()`.
+ * what it ran on (the images it classified, by default); it runs when the page mounts, on a
+ * backend change and on `run()`.
  */
-export function useLiveExample<Result>(
-  work: (run: LiveRun) => Promise<{ result: Result; sample: FashionSample }>,
+export function useLiveExample<Result, Sample = FashionSample>(
+  work: (run: LiveRun) => Promise<{ result: Result; sample: Sample }>,
 ) {
   const backend = ref<BackendName>(DEFAULT_BACKEND);
   const imageCount = ref(DEFAULT_IMAGE_COUNT);
@@ -36,7 +37,7 @@ export function useLiveExample<Result>(
   const error = ref('');
   const backendNote = ref('');
   const result = shallowRef<Result>();
-  const sample = shallowRef<FashionSample>();
+  const sample = shallowRef<Sample>();
   const busy = computed(() => status.value !== '');
   let session: LiveSession | undefined;
   let mounted = false;

@@ -1,12 +1,5 @@
-import { createModel, type Graph, GraphBuilder, isDynnError, type Model, runPass, Trainer } from '@dynn/core';
-import {
-  describeEachBackend,
-  expectClose,
-  expectNoLeaks,
-  seededNormal,
-  seededUniform,
-  toleranceFor,
-} from '@dynn/testing';
+import { createModel, type Graph, isDynnError, type Model, runPass } from '@dynn/core';
+import { describeEachBackend, expectClose, expectNoLeaks, seededNormal, toleranceFor } from '@dynn/testing';
 import * as tf from '@tensorflow/tfjs-core';
 import { expect, it } from 'vitest';
 import { MOE_OP, type MoeAttrs } from './moe-op.js';

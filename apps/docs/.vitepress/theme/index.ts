@@ -4,6 +4,7 @@ import LiveCoreExample from '../../live/LiveCoreExample.vue';
 import LiveEarlyExitExample from '../../live/LiveEarlyExitExample.vue';
 import LiveMoeRouterExample from '../../live/LiveMoeRouterExample.vue';
 import LiveSortedNetExample from '../../live/LiveSortedNetExample.vue';
+import LiveSparseAttentionExample from '../../live/LiveSparseAttentionExample.vue';
 import './custom.css';
 
 // The default theme, plus the live examples as global components so any page of docs/ can use
@@ -15,5 +16,6 @@ export default {
     app.component('LiveEarlyExitExample', LiveEarlyExitExample);
     app.component('LiveSortedNetExample', LiveSortedNetExample);
     app.component('LiveMoeRouterExample', LiveMoeRouterExample);
+    app.component('LiveSparseAttentionExample', LiveSparseAttentionExample);
   },
 } satisfies Theme;
