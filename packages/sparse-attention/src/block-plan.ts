@@ -83,7 +83,7 @@ export interface BlockPlan {
   masked: boolean;
   /**
    * Every query block of every row in exactly one group, by the length of its kept list; one
-   * group when the lists are (nearly) equal. See {@link groupUnits}.
+   * group when the lists are (nearly) equal; at most 8 groups, padding at most an eighth more tiles.
    */
   groups: PlanGroup[];
   /**
