@@ -9,6 +9,7 @@ import {
 import { type ExitSweep, earlyExit, type ParetoPoint, paretoSvg, runOptionsFor } from '@dynn/early-exit';
 import { classifyTwice, correctCount } from './classify.js';
 import { type FashionSample, sampleImages } from './fashion-sample.js';
+import { fetchJson } from './fetch-json.js';
 import { formatFlops, formatPercent } from './format.js';
 
 /** The runtime the early-exit example's model needs: the core ops and the exit op. */
@@ -120,20 +121,7 @@ export async function fetchCalibration(
   url: string,
   fetchFunction: typeof fetch = (input, init) => globalThis.fetch(input, init),
 ): Promise<EarlyExitCalibration> {
-  let response: Response;
-  try {
-    response = await fetchFunction(url);
-  } catch (error) {
-    throw new DynnError('DATA_MISSING', `${url}: could not fetch it (${(error as Error).message}).`, {
-      file: url,
-    });
-  }
-  if (!response.ok) {
-    throw new DynnError('DATA_MISSING', `${url}: fetching it answered HTTP ${response.status}.`, {
-      file: url,
-    });
-  }
-  return readCalibration(await response.json(), url);
+  return readCalibration(await fetchJson(url, fetchFunction), url);
 }
 
 /** An operating point the page offers: a point of the sweep's front. */

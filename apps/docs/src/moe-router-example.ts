@@ -9,6 +9,7 @@ import {
 import { moeOptions, moeRouter } from '@dynn/moe-router';
 import { classifyTwice, correctCount } from './classify.js';
 import { type FashionSample, sampleImages } from './fashion-sample.js';
+import { fetchJson } from './fetch-json.js';
 import { MOE_EXPERTS } from './moe-router-settings.js';
 
 /** The runtime the moe-router example's model needs: the core ops and the MoE op. */
@@ -153,20 +154,7 @@ export async function fetchSettingsTable(
   url: string,
   fetchFunction: typeof fetch = (input, init) => globalThis.fetch(input, init),
 ): Promise<SettingsTable> {
-  let response: Response;
-  try {
-    response = await fetchFunction(url);
-  } catch (error) {
-    throw new DynnError('DATA_MISSING', `${url}: could not fetch it (${(error as Error).message}).`, {
-      file: url,
-    });
-  }
-  if (!response.ok) {
-    throw new DynnError('DATA_MISSING', `${url}: fetching it answered HTTP ${response.status}.`, {
-      file: url,
-    });
-  }
-  return readSettingsTable(await response.json(), url);
+  return readSettingsTable(await fetchJson(url, fetchFunction), url);
 }
 
 /** The entry of `table` for `k` and a capacity factor (undefined when the table has none). */

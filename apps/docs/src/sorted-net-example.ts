@@ -9,6 +9,7 @@ import {
 import { sortedNet, subNetworkOptions } from '@dynn/sorted-net';
 import { classifyTwice, correctCount } from './classify.js';
 import { type FashionSample, sampleImages } from './fashion-sample.js';
+import { fetchJson } from './fetch-json.js';
 
 /** The runtime the sorted-net example's model needs: the core ops and the nested ones. */
 export function sortedNetRuntime(): Runtime {
@@ -134,20 +135,7 @@ export async function fetchSubNetworkTable(
   url: string,
   fetchFunction: typeof fetch = (input, init) => globalThis.fetch(input, init),
 ): Promise<SubNetworkTable> {
-  let response: Response;
-  try {
-    response = await fetchFunction(url);
-  } catch (error) {
-    throw new DynnError('DATA_MISSING', `${url}: could not fetch it (${(error as Error).message}).`, {
-      file: url,
-    });
-  }
-  if (!response.ok) {
-    throw new DynnError('DATA_MISSING', `${url}: fetching it answered HTTP ${response.status}.`, {
-      file: url,
-    });
-  }
-  return readSubNetworkTable(await response.json(), url);
+  return readSubNetworkTable(await fetchJson(url, fetchFunction), url);
 }
 
 /** The entry of `table` for a width and depth (undefined when the table has none). */

@@ -20,6 +20,7 @@ import {
   unitNormalize,
 } from '@dynn/sparse-attention';
 import * as tf from '@tensorflow/tfjs-core';
+import { fetchJson } from './fetch-json.js';
 
 /** The runtime the sparse-attention example's model needs: the core ops and the sparse-attention op. */
 export function sparseAttentionRuntime(): Runtime {
@@ -137,20 +138,7 @@ export async function fetchModelInfo(
   url: string,
   fetchFunction: typeof fetch = (input, init) => globalThis.fetch(input, init),
 ): Promise<ModelInfo> {
-  let response: Response;
-  try {
-    response = await fetchFunction(url);
-  } catch (error) {
-    throw new DynnError('DATA_MISSING', `${url}: could not fetch it (${(error as Error).message}).`, {
-      file: url,
-    });
-  }
-  if (!response.ok) {
-    throw new DynnError('DATA_MISSING', `${url}: fetching it answered HTTP ${response.status}.`, {
-      file: url,
-    });
-  }
-  return readModelInfo(await response.json(), url);
+  return readModelInfo(await fetchJson(url, fetchFunction), url);
 }
 
 /** Text as the model's character ids. */
